@@ -1,0 +1,285 @@
+"""The typer app: commands, shared options, and the one error boundary (DESIGN §2, §4).
+
+Only this module knows typer. It imports neither torch nor sympy at module level, so ``--help``,
+``--version`` and shell completion stay fast; each command imports what it uses when it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator
+from typing import IO, Annotated, Any, Optional
+
+import typer
+
+from . import __version__
+from .errors import DiffcliError, ExitCode, UsageError
+
+app = typer.Typer(
+    name="diffcli",
+    help="Differentiate formulas from the shell: values, gradients, Jacobians, Hessians, JVPs, VJPs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 expression rejected, 4 bad input data, 130 interrupted.",
+)
+_debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"diffcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of internal errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug or bool(os.environ.get("DIFFCLI_DEBUG"))
+
+
+def _parameter(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+_Names = Optional[str]
+_Many = Optional[list[str]]
+EXPRESSIONS = _parameter(
+    "exprs", Annotated[list[str], typer.Argument(metavar="EXPR...", help="Expressions, optionally named: f=x**2.", show_default=False)]
+)
+EXPRESSION = _parameter("exprs", Annotated[str, typer.Argument(metavar="EXPR", help="The expression, e.g. 'x**2*sin(y)'.", show_default=False)])
+COMMON = [
+    _parameter("at", Annotated[_Many, typer.Option("--at", metavar="NAME=VALUE,...", help="A point; repeat for a list of points.")], None),
+    _parameter("grid", Annotated[_Many, typer.Option("--grid", metavar="NAME=START:STOP:COUNT", help="COUNT evenly spaced values, ends included.")], None),
+    _parameter("aux", Annotated[_Many, typer.Option("--aux", metavar="NAME=EXPR", help="An auxiliary output, evaluated, not differentiated.")], None),
+    _parameter("device", Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")], "auto"),
+    _parameter("dtype", Annotated[str, typer.Option("--dtype", help="float64 or float32.")], "float64"),
+    _parameter("fmt", Annotated[str, typer.Option("--format", "-f", help="auto, table, csv, tsv, json or ndjson.")], "auto"),
+    _parameter("output", Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout; written whole or not at all.")], None),
+    _parameter("precision", Annotated[Optional[int], typer.Option("--precision", metavar="DIGITS", help="Significant digits (default: all that round-trip).")], None),
+    _parameter("symbolic", Annotated[bool, typer.Option("--symbolic", help="Also print each formula, simplified.")], False),
+    _parameter("latex", Annotated[bool, typer.Option("--latex", help="Also print each formula as LaTeX.")], False),
+    _parameter("batch_size", Annotated[int, typer.Option("--batch-size", help="Points evaluated and written at a time.")], 65536),
+]
+WRT = _parameter("wrt", Annotated[_Names, typer.Option("--wrt", metavar="X,Y", help="Differentiate with respect to these (default: every variable, sorted).")], None)
+TANGENT = _parameter("tangent", Annotated[_Names, typer.Option("--tangent", metavar="X=1,Y=0", help="The tangent vector v of J·v; missing components are 0.")], None)
+COTANGENT = _parameter("cotangent", Annotated[_Names, typer.Option("--cotangent", metavar="F=1", help="The cotangent vector u of uᵀJ; missing components are 0.")], None)
+ORDER = _parameter("order", Annotated[Optional[int], typer.Option("--order", metavar="N", help="With one --wrt variable: the N-th derivative.")], None)
+
+COMMANDS = {
+    "value": ([EXPRESSIONS], "Values of expressions.\n\nExample: diffcli value 'hypot(x, y)' --at x=3,y=4"),
+    "grad": ([EXPRESSION, WRT], "Value and gradient (grad_and_value).\n\nExample: diffcli grad 'x**2*sin(y)' --at x=1,y=2"),
+    "jacobian": ([EXPRESSIONS, WRT], "Values and the Jacobian of several expressions.\n\nExample: diffcli jacobian 'u=x*y' 'v=x+y' --at x=2,y=3"),
+    "hessian": ([EXPRESSION, WRT], "Value, gradient and Hessian.\n\nExample: diffcli hessian 'x**2*y' --at x=1,y=2"),
+    "jvp": ([EXPRESSIONS, WRT, TANGENT], "Values and the Jacobian-vector product J·v (forward mode).\n\nExample: diffcli jvp 'x*y' --at x=2,y=3 --tangent x=1"),
+    "vjp": ([EXPRESSIONS, WRT, COTANGENT], "Values and the vector-Jacobian product uᵀJ (reverse mode).\n\nExample: diffcli vjp 'u=x*y' 'v=x+y' --at x=2,y=3 --cotangent u=1"),
+    "derivative": ([EXPRESSION, WRT, ORDER], "One mixed or n-th partial derivative: --wrt x,x,y is d³f/dx²dy.\n\nExample: diffcli derivative 'x**3*y' --wrt x,x,y --at x=2,y=5"),
+}
+
+
+def _register(operation: str, parameters: list[inspect.Parameter], doc: str) -> None:
+    def command(**options: Any) -> None:
+        with _error_boundary():
+            _run(operation, **options)
+
+    command.__signature__ = inspect.Signature([*parameters, *COMMON])  # type: ignore[attr-defined]
+    command.__doc__ = doc
+    command.__name__ = operation
+    app.command(operation)(command)
+
+
+for _operation, (_parameters, _doc) in COMMANDS.items():
+    _register(_operation, _parameters, _doc)
+
+
+@app.command()
+def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")]) -> None:
+    """Print the shell completion script.
+
+    Example: eval "$(diffcli completion bash)"
+    """
+    from typer._completion_shared import get_completion_script
+
+    if shell not in ("bash", "zsh", "fish"):
+        _fail(UsageError(f"unsupported shell {shell!r}; expected bash, zsh or fish"))
+    typer.echo(get_completion_script(prog_name="diffcli", complete_var="_DIFFCLI_COMPLETE", shell=shell))
+
+
+def _fail(error: DiffcliError) -> None:
+    sys.stderr.write(error.render() + "\n")
+    raise typer.Exit(error.code)
+
+
+@contextlib.contextmanager
+def _error_boundary() -> Iterator[None]:
+    """The one place where failures become a line on stderr and an exit code."""
+    try:
+        yield
+    except DiffcliError as e:
+        if _debug:
+            traceback.print_exc()
+        _fail(e)
+    except KeyboardInterrupt:
+        sys.stderr.write("diffcli: interrupted\n")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except BrokenPipeError:
+        # The reader left (`| head`): silence the flush at exit (Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(ExitCode.BROKEN_PIPE) from None
+    except Exception as e:
+        if _debug:
+            raise
+        sys.stderr.write(f"diffcli: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)\n")
+        raise typer.Exit(ExitCode.INTERNAL) from None
+
+
+def _run(
+    operation: str,
+    *,
+    exprs: str | list[str],
+    at: list[str] | None,
+    grid: list[str] | None,
+    aux: list[str] | None,
+    device: str,
+    dtype: str,
+    fmt: str,
+    output: str | None,
+    precision: int | None,
+    symbolic: bool,
+    latex: bool,
+    batch_size: int,
+    wrt: str | None = None,
+    tangent: str | None = None,
+    cotangent: str | None = None,
+    order: int | None = None,
+) -> None:
+    """Parse, plan, evaluate in batches, write: the whole pipeline of one command."""
+    fmt = _format(fmt, output)
+    if precision is not None and not 1 <= precision <= 17:
+        raise UsageError(f"--precision must be between 1 and 17, got {precision}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {batch_size}")
+    if dtype not in ("float64", "float32"):
+        raise UsageError(f"unknown --dtype {dtype!r}; expected float64 or float32")
+
+    from . import language, sources, transforms
+
+    texts = [exprs] if isinstance(exprs, str) else exprs
+    parsed = [language.parse(t) for t in texts]
+    points = sources.points(at or [], grid or [])
+    plan = transforms.plan(
+        operation,
+        parsed,
+        wrt=[n.strip() for n in wrt.split(",")] if wrt else [],
+        aux=[language.parse(a) for a in aux or []],
+        tangent=sources.assignments(tangent, "--tangent") if tangent else None,
+        cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
+        order=order,
+    )
+    missing = [v for v in plan.variables if v not in points.names]
+    if missing:
+        raise UsageError(
+            f"no value for {', '.join(missing)}",
+            hint=f"give it with --at {missing[0]}=VALUE or --grid {missing[0]}=START:STOP:COUNT",
+        )
+    formulas = {}
+    if symbolic or latex:
+        for kind, as_latex in (("symbolic", False), ("latex", True)):
+            if symbolic if kind == "symbolic" else latex:
+                formulas[kind], slow = transforms.symbolic(plan, latex=as_latex)
+                if slow:
+                    sys.stderr.write(f"diffcli: note: not simplified (too slow): {', '.join(slow)}\n")
+
+    import torch
+
+    from . import lower, sinks
+
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    try:
+        target = lower.device(device, torch_dtype)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    evaluate = transforms.evaluator(plan)
+    layout = sinks.Layout(points.names, [(q.path, q.column) for q in plan.quantities], formulas)
+    title = texts[0] if len(texts) == 1 else ", ".join(texts)
+    with _destination(output) as stream:
+        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=title)
+        with torch.inference_mode():
+            for count, columns in points.batches(batch_size, torch_dtype, target):
+                like = torch.empty(count, dtype=torch_dtype, device=target)
+                sink.write(columns, {k: v.cpu() for k, v in evaluate(columns, like).items()})
+        sink.close()
+    for column, bad in sink.non_finite.items():
+        written = "null" if fmt in ("json", "ndjson") else "nan/inf"
+        sys.stderr.write(f"diffcli: note: {column} is not finite at {bad} of {sink.rows} points (written as {written})\n")
+
+
+def _format(fmt: str, output: str | None) -> str:
+    from .sinks import FORMATS
+
+    if fmt == "auto":
+        if output and output != "-":
+            extension = os.path.splitext(output)[1].lower().lstrip(".")
+            return {"jsonl": "ndjson"}.get(extension, extension) if extension in (*FORMATS, "jsonl") else "json"
+        return "table" if sys.stdout.isatty() else "json"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}; expected auto, {', '.join(FORMATS)}")
+    return fmt
+
+
+@contextlib.contextmanager
+def _destination(output: str | None) -> Iterator[IO[str]]:
+    """stdout, or a file that appears only complete: written beside it, then renamed into place.
+
+    Paths that are not regular files (/dev/null, a FIFO, /dev/stdout) are written directly.
+    """
+    if not output or output == "-":
+        yield sys.stdout
+        return
+    if os.path.exists(output) and not os.path.isfile(output):
+        with open(output, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        return
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(output)}.", suffix=".part")
+    except OSError as e:
+        raise UsageError(f"cannot write --output {output}: {e.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(temporary, output)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def main() -> None:
+    """The console script: typer's usage errors as one line, exit codes as in DESIGN §4."""
+    from typer import _click
+
+    if "_DIFFCLI_COMPLETE" in os.environ:  # a TAB press: answer with typer's completion classes
+        from typer._completion_classes import completion_init
+
+        completion_init()
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="diffcli", standalone_mode=False)
+    except _click.exceptions.UsageError as e:
+        hint = f" (see 'diffcli {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else " (see 'diffcli --help')"
+        sys.stderr.write(f"diffcli: error: {e.format_message()}{hint}\n")
+        code = ExitCode.USAGE
+    except _click.exceptions.Abort:
+        code = ExitCode.INTERRUPTED
+    sys.exit(code or 0)

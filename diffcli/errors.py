@@ -1,0 +1,70 @@
+"""Exit codes and the exceptions that carry them: the only place the codes live (DESIGN §4)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    EXPRESSION = 3
+    DATA = 4
+    CHECK_FAILED = 5
+    BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head` reports, without SIG_DFL's risks
+    INTERRUPTED = 130
+
+
+class DiffcliError(Exception):
+    """An expected failure: one line for stderr and the exit code it maps to."""
+
+    code = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"diffcli: error: {self.message}"
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+class UsageError(DiffcliError):
+    """A bad option value, an unknown device, a missing variable value."""
+
+    code = ExitCode.USAGE
+
+
+class ExpressionError(DiffcliError):
+    """Expression text rejected: syntax, unknown name, disallowed construct or a limit.
+
+    ``source`` and ``position`` (a 0-based offset into ``source``) draw a caret under the spot.
+    """
+
+    code = ExitCode.EXPRESSION
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        position: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
+        self.position = position
+
+    def render(self) -> str:
+        text = f"diffcli: error: {self.message}"
+        if self.source is not None and self.position is not None:
+            text += f"\n  {self.source}\n  {' ' * self.position}^"
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+class DataError(DiffcliError):
+    """Unreadable input data or a bad value in it."""
+
+    code = ExitCode.DATA

@@ -1,0 +1,417 @@
+"""Expression text -> SymPy, without ``eval`` (DESIGN §1, §5).
+
+The text is tokenized, rewritten to Python syntax (``^`` becomes ``**``; ``2x``, ``3(x+1)`` and
+``2sin(x)`` get their ``*``), parsed with ``ast.parse(mode="eval")``, screened against an
+allow-list of node types and names and against size limits, then built into SymPy objects
+directly. Every error names the position in the user's own text.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import io
+import keyword
+import math
+import re
+import tokenize
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy
+from sympy.codegen import cfunctions
+
+from . import functions
+from .errors import ExpressionError
+
+MAX_LENGTH = 2000  # characters in one expression
+MAX_NODES = 1000  # syntax-tree nodes in one expression
+MAX_DEPTH = 64  # nesting of the syntax tree
+MAX_LITERAL = 40  # characters in one number literal
+MAX_DIGITS = 1000  # decimal digits of an exact constant that folding may produce
+
+Builder = Callable[..., sympy.Basic]
+
+
+def _log(x: sympy.Expr, base: sympy.Expr | None = None) -> sympy.Expr:
+    if base is None:
+        return sympy.log(x)
+    if base == 2:
+        return cfunctions.log2(x)
+    if base == 10:
+        return cfunctions.log10(x)
+    return sympy.log(x) / sympy.log(base)
+
+
+def _exact_safe(f: Builder) -> Builder:
+    """Keep f(constant) unevaluated: SymPy would compute e.g. gamma(10**30) exactly, forever."""
+    return lambda x: f(x, evaluate=False) if x.is_number else f(x)
+
+
+# name -> (builder, fewest arguments, most arguments or None for any number)
+FUNCTIONS: dict[str, tuple[Builder, int, int | None]] = {
+    "sin": (sympy.sin, 1, 1),
+    "cos": (sympy.cos, 1, 1),
+    "tan": (sympy.tan, 1, 1),
+    "asin": (sympy.asin, 1, 1),
+    "acos": (sympy.acos, 1, 1),
+    "atan": (sympy.atan, 1, 1),
+    "atan2": (sympy.atan2, 2, 2),
+    "sinh": (sympy.sinh, 1, 1),
+    "cosh": (sympy.cosh, 1, 1),
+    "tanh": (sympy.tanh, 1, 1),
+    "asinh": (sympy.asinh, 1, 1),
+    "acosh": (sympy.acosh, 1, 1),
+    "atanh": (sympy.atanh, 1, 1),
+    "exp": (sympy.exp, 1, 1),
+    "expm1": (cfunctions.expm1, 1, 1),
+    "log": (_log, 1, 2),
+    "ln": (sympy.log, 1, 1),
+    "log2": (cfunctions.log2, 1, 1),
+    "log10": (cfunctions.log10, 1, 1),
+    "log1p": (cfunctions.log1p, 1, 1),
+    "sqrt": (sympy.sqrt, 1, 1),
+    "cbrt": (functions.cbrt, 1, 1),
+    "abs": (sympy.Abs, 1, 1),
+    "sign": (sympy.sign, 1, 1),
+    "floor": (functions.floor, 1, 1),
+    "ceil": (functions.ceiling, 1, 1),
+    "min": (sympy.Min, 1, None),
+    "max": (sympy.Max, 1, None),
+    "hypot": (cfunctions.hypot, 2, 2),
+    "erf": (sympy.erf, 1, 1),
+    "erfc": (sympy.erfc, 1, 1),
+    "gamma": (_exact_safe(sympy.gamma), 1, 1),
+    "lgamma": (_exact_safe(sympy.loggamma), 1, 1),
+    "sigmoid": (functions.sigmoid, 1, 1),
+    "softplus": (functions.softplus, 1, 1),
+    "relu": (functions.relu, 1, 1),
+    "heaviside": (sympy.Heaviside, 1, 2),  # heaviside(x) is 1/2 at 0; heaviside(x, h0) is h0
+    "clamp": (lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi), 3, 3),
+    "where": (lambda c, a, b: sympy.Piecewise((a, c), (b, True)), 3, 3),
+}
+CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E, "inf": sympy.oo}
+RESERVED = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
+
+_COMPARE: dict[type[ast.cmpop], Callable[[sympy.Expr, sympy.Expr], sympy.Basic]] = {
+    ast.Lt: sympy.Lt,
+    ast.LtE: sympy.Le,
+    ast.Gt: sympy.Gt,
+    ast.GtE: sympy.Ge,
+    ast.Eq: sympy.Eq,
+    ast.NotEq: sympy.Ne,
+}
+_ARITHMETIC: dict[type[ast.operator], Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Mod: functions.Mod,
+}
+_HINTS: dict[type[ast.AST], str] = {
+    ast.Attribute: "attribute access (a.b) is not part of the language",
+    ast.Subscript: "subscripts (a[i]) are not part of the language",
+    ast.Lambda: "lambdas are not part of the language",
+    ast.Constant: "only numbers are allowed as literals",
+    ast.JoinedStr: "strings are not part of the language",
+    ast.FloorDiv: "use floor(a / b)",
+}
+
+
+def symbol(name: str) -> sympy.Symbol:
+    """The SymPy symbol for variable ``name``: every variable is real."""
+    return sympy.Symbol(name, real=True)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One parsed expression: its optional output name and its SymPy form."""
+
+    name: str | None
+    expr: sympy.Expr
+
+
+def parse(text: str) -> Parsed:
+    """Parse ``[name=]expression``; raise ExpressionError naming what is wrong and where.
+
+    >>> parse("f = 2x^2").expr
+    2*x**2
+    """
+    text = _clean(text)
+    name, start = None, 0
+    match = re.match(r"\s*(\w+)\s*=(?!=)", text)
+    if match:
+        name, start = match.group(1), match.end()
+        check_name(name, "output name", source=text, position=match.start(1))
+    start += len(text[start:]) - len(text[start:].lstrip())
+    body = text[start:]
+    if not body:
+        raise ExpressionError("empty expression", source=text, position=len(text))
+    python, origin = _rewrite(body)
+    try:
+        tree = ast.parse(python, mode="eval")
+    except SyntaxError as e:
+        at = len(origin) - 1 if not e.offset else min(e.offset - 1, len(origin) - 1)  # 0: at the end
+        raise ExpressionError(f"syntax error: {e.msg}", source=text, position=start + origin[at]) from None
+    builder = _Builder(text, start, python, origin)
+    builder.screen(tree)
+    return Parsed(name, builder.number(tree.body))
+
+
+def parse_number(text: str) -> float:
+    """Evaluate a constant expression such as ``2``, ``-1e-3`` or ``pi/4`` to a float."""
+    from .lower import evaluate_constant
+
+    parsed = parse(text)
+    if parsed.name is not None or not functions.is_constant(parsed.expr):
+        raise ExpressionError(f"{text!r} is not a number")
+    return evaluate_constant(parsed.expr)
+
+
+def check_name(name: str, what: str, *, source: str | None = None, position: int | None = None) -> None:
+    """Reject names that cannot be variables or outputs: not identifiers, keywords, functions."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        problem = "is not a plain identifier"
+    elif name.startswith("_"):
+        problem = "may not start with an underscore"
+    elif name in RESERVED:
+        problem = "is the name of a function or constant"
+    else:
+        return
+    if source is None:
+        source, position = name, 0
+    raise ExpressionError(f"{what} {name!r} {problem}", source=source, position=position)
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression is longer than {MAX_LENGTH} characters")
+    for i, ch in enumerate(text):
+        if not ch.isprintable():
+            raise ExpressionError(f"unexpected character {ch!r}", source=text, position=i)
+    return text
+
+
+def _rewrite(text: str) -> tuple[str, list[int]]:
+    """Python syntax for ``text`` and, for each of its characters, the offset it came from."""
+    out: list[str] = []
+    origin: list[int] = []
+
+    def emit(chars: str, at: int) -> None:
+        out.append(chars)
+        origin.extend([at] * len(chars))
+
+    previous: tokenize.TokenInfo | None = None
+    consumed = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
+                continue
+            if token.type == tokenize.ERRORTOKEN and not token.string.isspace():
+                raise ExpressionError(
+                    f"unexpected character {token.string!r}", source=text, position=token.start[1]
+                )
+            begin, end = token.start[1], token.end[1]
+            for i in range(consumed, begin):
+                emit(text[i], i)
+            implicit = previous is not None and previous.type == tokenize.NUMBER and (
+                (token.type == tokenize.NAME and not keyword.iskeyword(token.string))
+                or token.string == "("
+            )
+            if implicit:
+                emit("*", begin)
+            if token.string == "^":
+                emit("**", begin)
+            else:
+                for i in range(begin, end):
+                    emit(text[i], i)
+            consumed, previous = end, token
+    except tokenize.TokenError as e:
+        raise ExpressionError(f"syntax error: {e.args[0]}", source=text, position=len(text)) from None
+    for i in range(consumed, len(text)):
+        emit(text[i], i)
+    origin.append(len(text))  # the end of the text, where "unexpected end" errors point
+    return "".join(out), origin
+
+
+class _Builder:
+    """Turns a screened Python syntax tree into SymPy objects, remembering source positions."""
+
+    def __init__(self, text: str, start: int, python: str, origin: list[int]) -> None:
+        self.text, self.start, self.python, self.origin = text, start, python, origin
+
+    def fail(self, message: str, node: ast.AST, hint: str | None = None) -> ExpressionError:
+        offset = getattr(node, "col_offset", 0)
+        chars = len(self.python.encode()[:offset].decode(errors="ignore"))  # ast counts bytes
+        return ExpressionError(message, source=self.text, position=self.start + self.origin[chars], hint=hint)
+
+    def screen(self, tree: ast.Expression) -> None:
+        """Enforce the node-count and depth limits before any recursion or SymPy work."""
+        count, stack = 0, [(tree.body, 1)]
+        while stack:
+            node, depth = stack.pop()
+            count += 1
+            if count > MAX_NODES:
+                raise self.fail(f"expression has more than {MAX_NODES} parts", tree.body)
+            if depth > MAX_DEPTH:
+                raise self.fail(f"expression is nested more than {MAX_DEPTH} levels deep", node)
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+    def number(self, node: ast.expr) -> sympy.Expr:
+        """Build ``node`` where a number is expected: a condition becomes 1 or 0."""
+        value = self.build(node)
+        if isinstance(value, sympy.logic.boolalg.Boolean) and not isinstance(value, sympy.Expr):
+            return sympy.Piecewise((sympy.S.One, value), (sympy.S.Zero, True))
+        return value
+
+    def condition(self, node: ast.expr) -> sympy.Basic:
+        """Build ``node`` where a condition is expected: a number means ``!= 0``."""
+        value = self.build(node)
+        if isinstance(value, sympy.Expr):
+            return sympy.Ne(value, 0)
+        return value
+
+    def build(self, node: ast.expr) -> sympy.Basic:
+        if isinstance(node, ast.Constant):
+            return self.literal(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.BinOp):
+            left, right = self.number(node.left), self.number(node.right)
+            if isinstance(node.op, ast.Pow):
+                return self.power(left, right, node)
+            operation = _ARITHMETIC.get(type(node.op))
+            if operation is None:
+                raise self.fail(f"operator {_describe(node.op)} is not supported", node, _HINTS.get(type(node.op)))
+            return operation(left, right)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.Not):
+                return sympy.Not(self.condition(node.operand))
+            if isinstance(node.op, ast.USub):
+                return -self.number(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return self.number(node.operand)
+        if isinstance(node, ast.BoolOp):
+            join = sympy.And if isinstance(node.op, ast.And) else sympy.Or
+            return join(*(self.condition(v) for v in node.values))
+        if isinstance(node, ast.Compare):
+            terms = [self.number(node.left), *(self.number(c) for c in node.comparators)]
+            links = []
+            for op, a, b in zip(node.ops, terms, terms[1:]):
+                compare = _COMPARE.get(type(op))
+                if compare is None:
+                    raise self.fail(f"operator {_describe(op)} is not supported", node)
+                links.append(compare(a, b))
+            return sympy.And(*links)
+        if isinstance(node, ast.IfExp):
+            return sympy.Piecewise(
+                (self.number(node.body), self.condition(node.test)), (self.number(node.orelse), True)
+            )
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise self.fail(f"{_describe(node)} is not allowed", node, _HINTS.get(type(node)))
+
+    def literal(self, node: ast.Constant) -> sympy.Expr:
+        if type(node.value) not in (int, float):
+            raise self.fail(f"{_describe(node)} is not allowed", node, _HINTS[ast.Constant])
+        text = ast.get_source_segment(self.python, node) or repr(node.value)
+        if len(text) > MAX_LITERAL:
+            raise self.fail(f"number literal is longer than {MAX_LITERAL} characters", node)
+        text = text.replace("_", "")
+        return sympy.Integer(text) if isinstance(node.value, int) else sympy.Float(text)
+
+    def name(self, node: ast.Name) -> sympy.Expr:
+        if node.id in CONSTANTS:
+            return CONSTANTS[node.id]
+        if node.id in FUNCTIONS:
+            raise self.fail(f"{node.id!r} is a function", node, f"call it: {node.id}(...)")
+        if node.id.startswith("_"):
+            raise self.fail(f"names may not start with an underscore: {node.id!r}", node)
+        return symbol(node.id)
+
+    def call(self, node: ast.Call) -> sympy.Basic:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only named functions can be called", node, "e.g. sin(x)")
+        name = node.func.id
+        if name not in FUNCTIONS:
+            close = difflib.get_close_matches(name, FUNCTIONS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"did you mean {name}*(...)?"
+            raise self.fail(f"unknown function {name!r}", node, hint)
+        if node.keywords:
+            raise self.fail(f"{name}() takes no keyword arguments", node.keywords[0].value)
+        starred = [a for a in node.args if isinstance(a, ast.Starred)]
+        if starred:
+            raise self.fail("starred arguments are not allowed", starred[0])
+        build, fewest, most = FUNCTIONS[name]
+        if len(node.args) < fewest or (most is not None and len(node.args) > most):
+            expected = f"{fewest}" if fewest == most else f"{fewest} or more" if most is None else f"{fewest} to {most}"
+            raise self.fail(f"{name}() takes {expected} argument{'s' if most != 1 else ''}, got {len(node.args)}", node)
+        args = [self.condition(a) if name == "where" and i == 0 else self.number(a) for i, a in enumerate(node.args)]
+        if all(functions.is_constant(a) for a in args):
+            return self.fold(lambda: build(*args), node)
+        return build(*args)
+
+    def fold(self, build: Callable[[], sympy.Basic], node: ast.AST) -> functions.Folded:
+        """A constant call or power, evaluated in float64 now so that SymPy never evaluates it."""
+        from .lower import evaluate_constant  # torch: only expressions with constant calls need it
+
+        with sympy.evaluate(False):
+            expr = build()
+        return functions.Folded(self.segment(node), evaluate_constant(expr))
+
+    def segment(self, node: ast.AST) -> str:
+        """The user's text for ``node``."""
+        python = self.python.encode()
+        begin = len(python[: getattr(node, "col_offset", 0)].decode(errors="ignore"))
+        end = len(python[: getattr(node, "end_col_offset", len(python))].decode(errors="ignore"))
+        return self.text[self.start + self.origin[begin] : self.start + self.origin[end - 1] + 1]
+
+    def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        """base**exponent, refusing constant powers whose exact value would be enormous."""
+        if not (functions.is_constant(base) and functions.is_constant(exponent)):
+            return base**exponent
+        if not (base.is_Number and exponent.is_Number):
+            return self.fold(lambda: sympy.Pow(base, exponent), node)
+        if abs(base) in (0, 1):
+            return base**exponent
+        if _digits(exponent) > 0 and abs(float(exponent)) * _digits(base) > MAX_DIGITS:
+            raise self.fail(
+                f"constant power is too large (more than {MAX_DIGITS} digits)", node,
+                "diffcli computes in floating point; rewrite with variables or smaller numbers",
+            )
+        if isinstance(exponent, sympy.Rational) and max(abs(exponent.p), exponent.q) > 1000:
+            return sympy.Pow(base, exponent, evaluate=False)  # SymPy's exact roots can hang
+        return base**exponent
+
+
+def _digits(number: sympy.Number) -> float:
+    """Decimal digits needed for ``number``: for a fraction its larger part, for a float its size."""
+    if number.is_zero:
+        return 0.0
+    if isinstance(number, sympy.Rational):
+        return max(abs(number.p).bit_length(), number.q.bit_length()) * math.log10(2)
+    if isinstance(number, sympy.Float):
+        _, mantissa, exponent, _ = number._mpf_
+        return abs(exponent + mantissa.bit_length()) * math.log10(2)
+    return math.inf  # oo, nan: no power of them is worth folding
+
+
+def _describe(node: ast.AST) -> str:
+    symbols = {
+        ast.FloorDiv: "//", ast.BitXor: "^", ast.BitAnd: "&", ast.BitOr: "|",
+        ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@", ast.Is: "is", ast.IsNot: "is not",
+        ast.In: "in", ast.NotIn: "not in", ast.Invert: "~",
+    }
+    if type(node) in symbols:
+        return repr(symbols[type(node)])
+    if isinstance(node, ast.Constant):
+        return f"literal {node.value!r}"
+    names = {
+        ast.ListComp: "a comprehension", ast.GeneratorExp: "a comprehension",
+        ast.SetComp: "a comprehension", ast.DictComp: "a comprehension",
+        ast.List: "a list", ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set",
+        ast.NamedExpr: "':='", ast.Await: "await", ast.Yield: "yield",
+        ast.Slice: "a slice", ast.Starred: "a starred expression",
+    }
+    return names.get(type(node), type(node).__name__.lower())

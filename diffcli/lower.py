@@ -1,0 +1,233 @@
+"""SymPy -> torch: one table keyed by SymPy classes, walked without ``exec`` (DESIGN §5, §7).
+
+``compile`` takes the expressions a command needs (values and their symbolic derivatives),
+shares their common subexpressions (``sympy.cse``) and returns a function from columns of
+variable values to columns of results: every operation is element-wise, so one call evaluates
+a whole batch of points. Branches lower to ``torch.where`` over values that are all computed
+forward, so the branch not taken can hold NaN without leaking it into the result.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import sympy
+import torch
+from sympy.codegen import cfunctions
+
+from . import functions
+
+Tensor = torch.Tensor
+
+
+def _fold(op: Callable[[Tensor, Tensor], Tensor]) -> Callable[..., Tensor]:
+    return lambda *args: functools.reduce(op, args)
+
+
+def _gamma(x: Tensor) -> Tensor:
+    """Gamma(x) for real x: torch has only lgamma = log|Gamma|, so put the sign back."""
+    negative_odd = (x < 0) & (torch.remainder(torch.ceil(-x), 2) == 1)
+    return torch.where(negative_odd, -1.0, 1.0) * torch.exp(torch.lgamma(x))
+
+
+def _cbrt(x: Tensor) -> Tensor:
+    """Real cube root, refined by one Newton step to correct the rounding of 1/3."""
+    y = torch.sign(x) * torch.abs(x) ** (1 / 3)
+    refined = y - (y * y * y - x) / (3 * y * y)
+    return torch.where(torch.isfinite(refined) & (y != 0), refined, y)
+
+
+def _dirac(x: Tensor, *order: Tensor) -> Tensor:
+    """DiracDelta: 0 away from its point; at the point the derivative does not exist: NaN."""
+    return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
+
+
+def _piecewise(*pairs: tuple[Tensor, Tensor]) -> Tensor:
+    result: Tensor | float = math.nan  # SymPy leaves a Piecewise undefined where no condition holds
+    for value, condition in reversed(pairs):
+        result = torch.where(condition, value, result)
+    return result  # type: ignore[return-value]
+
+
+# SymPy class -> torch function of the lowered arguments. Exact classes: see ``_lower``.
+FUNCTIONS: dict[type[sympy.Basic], Callable[..., Tensor]] = {
+    sympy.Add: _fold(torch.add),
+    sympy.Max: _fold(torch.maximum),
+    sympy.Min: _fold(torch.minimum),
+    sympy.sin: torch.sin,
+    sympy.cos: torch.cos,
+    sympy.tan: torch.tan,
+    sympy.asin: torch.asin,
+    sympy.acos: torch.acos,
+    sympy.atan: torch.atan,
+    sympy.atan2: torch.atan2,
+    sympy.sinh: torch.sinh,
+    sympy.cosh: torch.cosh,
+    sympy.tanh: torch.tanh,
+    sympy.asinh: torch.asinh,
+    sympy.acosh: torch.acosh,
+    sympy.atanh: torch.atanh,
+    sympy.exp: torch.exp,
+    sympy.log: torch.log,  # NaN below 0, -inf at 0
+    cfunctions.expm1: torch.expm1,
+    cfunctions.log1p: torch.log1p,
+    cfunctions.log2: torch.log2,
+    cfunctions.log10: torch.log10,
+    cfunctions.hypot: torch.hypot,
+    sympy.Abs: torch.abs,
+    sympy.sign: torch.sign,
+    functions.floor: torch.floor,
+    functions.ceiling: torch.ceil,
+    functions.Mod: torch.remainder,  # the sign of the divisor, as SymPy's Mod
+    functions.sigmoid: torch.sigmoid,
+    functions.softplus: lambda x: torch.logaddexp(x, torch.zeros_like(x)),
+    functions.relu: torch.relu,
+    functions.cbrt: _cbrt,
+    sympy.erf: torch.special.erf,
+    sympy.erfc: torch.special.erfc,
+    sympy.gamma: _gamma,
+    sympy.loggamma: torch.lgamma,  # log|Gamma(x)|, as C's lgamma
+    sympy.polygamma: lambda n, x: torch.special.polygamma(int(n), x),
+    sympy.Heaviside: lambda x, h0=0.5: torch.heaviside(x, torch.as_tensor(h0, dtype=x.dtype, device=x.device)),
+    sympy.DiracDelta: _dirac,
+    sympy.Piecewise: _piecewise,
+    sympy.StrictLessThan: torch.lt,
+    sympy.LessThan: torch.le,
+    sympy.StrictGreaterThan: torch.gt,
+    sympy.GreaterThan: torch.ge,
+    sympy.Equality: torch.eq,
+    sympy.Unequality: torch.ne,
+    sympy.And: _fold(torch.logical_and),
+    sympy.Or: _fold(torch.logical_or),
+    sympy.Not: torch.logical_not,
+}
+CONSTANTS: dict[sympy.Basic, float] = {
+    sympy.pi: math.pi,
+    sympy.E: math.e,
+    sympy.oo: math.inf,
+    -sympy.oo: -math.inf,
+    sympy.zoo: math.nan,  # 1/0 in SymPy: an infinity without a sign, so no real value
+    sympy.nan: math.nan,
+}
+
+
+class Lowering:
+    """Evaluates SymPy expressions on tensors: variables come from ``env``, results are memoized."""
+
+    def __init__(self, env: dict[sympy.Basic, Tensor], like: Tensor) -> None:
+        self.env = env
+        self.like = like  # dtype and device of every constant
+
+    def constant(self, value: float | bool) -> Tensor:
+        return torch.tensor(value, dtype=torch.bool if isinstance(value, bool) else self.like.dtype, device=self.like.device)
+
+    def __call__(self, expr: sympy.Basic) -> Tensor:
+        if expr in self.env:
+            return self.env[expr]
+        result = self._lower(expr)
+        self.env[expr] = result
+        return result
+
+    def _lower(self, expr: sympy.Basic) -> Tensor:
+        if expr in CONSTANTS:
+            return self.constant(CONSTANTS[expr])
+        if isinstance(expr, functions.Folded):
+            return self.constant(expr.value)
+        if isinstance(expr, sympy.Symbol):
+            raise KeyError(expr.name)  # the caller supplies every variable
+        if isinstance(expr, sympy.Number):
+            return self.constant(float(expr.evalf(17)))
+        if expr in (sympy.true, sympy.false):
+            return self.constant(bool(expr))
+        if isinstance(expr, sympy.Mul):
+            return self._product(expr.args)
+        if isinstance(expr, sympy.Pow):
+            return self._power(*expr.args)
+        if isinstance(expr, sympy.Piecewise):
+            return _piecewise(*((self(v), self(c)) for v, c in expr.args))
+        for cls in type(expr).__mro__:  # our subclasses first, then SymPy's own classes
+            if cls in FUNCTIONS:
+                return FUNCTIONS[cls](*(self(a) for a in expr.args))
+        raise TypeError(f"no torch lowering for {type(expr).__name__}: {expr}")
+
+    def _product(self, factors: Sequence[sympy.Basic]) -> Tensor:
+        """A product as numerator / denominator: x/3 is one rounding, not x * 0.333…"""
+        numerator: list[sympy.Basic] = []
+        denominator: list[sympy.Basic] = []
+        for f in factors:
+            if isinstance(f, sympy.Rational) and f.q != 1:
+                numerator.append(sympy.Integer(f.p))
+                denominator.append(sympy.Integer(f.q))
+            elif isinstance(f, sympy.Pow) and f.exp.is_Number and f.exp < 0:
+                denominator.append(f.base ** -f.exp)
+            else:
+                numerator.append(f)
+        top = functools.reduce(torch.mul, (self(f) for f in numerator if f != 1), self.constant(1.0))
+        if not denominator:
+            return top
+        return top / functools.reduce(torch.mul, (self(f) for f in denominator))
+
+    def _power(self, base: sympy.Basic, exponent: sympy.Basic) -> Tensor:
+        if exponent == sympy.S.Half:
+            return torch.sqrt(self(base))
+        if exponent == -sympy.S.Half:
+            return torch.rsqrt(self(base))
+        if exponent == -1:
+            return torch.reciprocal(self(base))
+        if exponent == 2:
+            return torch.square(self(base))
+        if base == sympy.E:
+            return torch.exp(self(exponent))
+        return torch.pow(self(base), self(exponent))
+
+
+def evaluate_constant(expr: sympy.Basic) -> float:
+    """The float64 value of a constant expression, computed as every result is: with torch."""
+    return float(Lowering({}, torch.zeros((), dtype=torch.float64))(expr))
+
+
+def compile(
+    exprs: Sequence[sympy.Basic], variables: Sequence[sympy.Symbol]
+) -> Callable[[Mapping[str, Tensor], Tensor], list[Tensor]]:
+    """A function from columns (``{name: tensor}``) to one column per expression, sharing work.
+
+    ``like`` gives the batch's length, dtype and device (a batch can have no variables).
+
+    >>> x = sympy.Symbol("x", real=True)
+    >>> compile([x**2, 2*x], [x])({"x": torch.tensor([3.0])}, torch.empty(1))
+    [tensor([9.]), tensor([6.])]
+    """
+    replacements, reduced = sympy.cse(list(exprs), symbols=sympy.numbered_symbols(cls=sympy.Dummy), order="none")
+
+    def run(columns: Mapping[str, Tensor], like: Tensor) -> list[Tensor]:
+        lowering = Lowering({v: columns[v.name] for v in variables}, like)
+        for name, sub in replacements:
+            lowering.env[name] = lowering(sub)
+        return [lowering(e).expand_as(like) for e in reduced]
+
+    return run
+
+
+def device(name: str, dtype: torch.dtype) -> torch.device:
+    """The torch device for ``--device``: auto, cpu, cuda, cuda:N or mps; ValueError if unusable."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("CUDA is not available on this machine (no GPU, or torch built without CUDA)")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ValueError(f"there is no {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif chosen.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("MPS is not available on this machine")
+        if dtype == torch.float64:
+            raise ValueError("MPS has no float64; use --dtype float32")
+    elif chosen.type != "cpu":
+        raise ValueError(f"unsupported device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
+    return chosen

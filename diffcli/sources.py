@@ -1,0 +1,136 @@
+"""Where to evaluate: ``--at`` points and ``--grid`` ranges, combined into batches of columns.
+
+``--at`` options assigning the same names form one list of points; groups assigning different
+names, and each ``--grid``, combine as a cartesian product (DESIGN §2), the last group varying
+fastest. The product is produced in fixed-size batches, so a large grid never sits in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import DiffcliError, UsageError
+from .language import check_name, parse_number
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Group:
+    """Points that vary together: ``names`` and one tuple of values per point."""
+
+    names: tuple[str, ...]
+    rows: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True)
+class Points:
+    """The cartesian product of groups, in batches of columns."""
+
+    groups: tuple[Group, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for g in self.groups for n in g.names)
+
+    def __len__(self) -> int:
+        return math.prod(len(g.rows) for g in self.groups)
+
+    def batches(self, size: int, dtype: torch.dtype, device: torch.device) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """(number of points, {name: column}) for each batch of at most ``size`` points."""
+        import torch
+
+        tables = [torch.tensor(g.rows, dtype=dtype).reshape(len(g.rows), len(g.names)) for g in self.groups]
+        for start in range(0, len(self), size):
+            index = torch.arange(start, min(start + size, len(self)))
+            columns: dict[str, torch.Tensor] = {}
+            for group, table in zip(reversed(self.groups), reversed(tables)):
+                picked = table[index % len(group.rows)]
+                index = index // len(group.rows)
+                columns.update({n: picked[:, i].to(device) for i, n in enumerate(group.names)})
+            yield len(index), {n: columns[n] for n in self.names}
+
+
+def points(at: Sequence[str], grid: Sequence[str]) -> Points:
+    """Parse ``--at x=1,y=2`` and ``--grid x=0:10:100`` options into their product."""
+    groups: dict[tuple[str, ...], list[tuple[float, ...]]] = {}
+    for text in at:
+        assignment = assignments(text, "--at")
+        groups.setdefault(tuple(assignment), []).append(tuple(assignment.values()))
+    result = [Group(names, tuple(rows)) for names, rows in groups.items()]
+    result += [_grid(text) for text in grid]
+    seen: set[str] = set()
+    for group in result:
+        for name in group.names:
+            if name in seen:
+                raise UsageError(
+                    f"{name} is given by two different groups of points",
+                    hint="repeat the same names in every --at of a list (--at x=1,y=2 --at x=3,y=4)",
+                )
+            seen.add(name)
+    return Points(tuple(result))
+
+
+def assignments(text: str, option: str) -> dict[str, float]:
+    """Parse one option value of names and numbers: ``x=1,y=pi/2`` -> {x: 1.0, y: 1.5707963267948966}; commas inside parentheses are kept."""
+    values: dict[str, float] = {}
+    for item in _split(text):
+        name, equals, value = item.partition("=")
+        name = name.strip()
+        if not equals or not value.strip():
+            raise UsageError(f"{option} {text!r}: expected name=value, got {item!r}")
+        _check(name, option)
+        if name in values:
+            raise UsageError(f"{option} {text!r}: {name} is given twice")
+        values[name] = _number(value, f"{option} {name}")
+    return values
+
+
+def _grid(text: str) -> Group:
+    name, equals, spec = text.partition("=")
+    name = name.strip()
+    parts = spec.split(":")
+    if not equals or len(parts) != 3:
+        raise UsageError(f"--grid {text!r}: expected name=start:stop:count, e.g. x=0:10:100")
+    _check(name, "--grid")
+    start, stop = (_number(p, f"--grid {name}") for p in parts[:2])
+    try:
+        count = int(parts[2])
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise UsageError(f"--grid {text!r}: count must be a positive integer, got {parts[2]!r}")
+    step = (stop - start) / (count - 1) if count > 1 else 0.0
+    # torch.linspace's rule: step from the start for the first half, from the stop for the rest
+    values = [start + i * step if i < count // 2 else stop - (count - 1 - i) * step for i in range(count)]
+    return Group((name,), tuple((v,) for v in values))
+
+
+def _split(text: str) -> list[str]:
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*items, current]
+
+
+def _check(name: str, option: str) -> None:
+    try:
+        check_name(name, f"{option} name")
+    except DiffcliError as e:
+        raise UsageError(e.message) from None
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return parse_number(text)
+    except DiffcliError as e:
+        raise UsageError(f"{what}: {text.strip()!r} is not a number ({e.message})") from None
