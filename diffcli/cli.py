@@ -276,10 +276,13 @@ def main() -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="diffcli", standalone_mode=False)
+    except _click.exceptions.NoArgsIsHelpError as e:
+        sys.stderr.write(e.ctx.get_help() + "\n" if e.ctx else "")
+        code = ExitCode.USAGE
     except _click.exceptions.UsageError as e:
         hint = f" (see 'diffcli {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else " (see 'diffcli --help')"
         sys.stderr.write(f"diffcli: error: {e.format_message()}{hint}\n")
         code = ExitCode.USAGE
-    except _click.exceptions.Abort:
+    except typer.Abort:
         code = ExitCode.INTERRUPTED
     sys.exit(code or 0)

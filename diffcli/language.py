@@ -9,13 +9,16 @@ directly. Every error names the position in the user's own text.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import io
 import keyword
 import math
 import re
+import signal
+import threading
 import tokenize
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import sympy
@@ -29,6 +32,7 @@ MAX_NODES = 1000  # syntax-tree nodes in one expression
 MAX_DEPTH = 64  # nesting of the syntax tree
 MAX_LITERAL = 40  # characters in one number literal
 MAX_DIGITS = 1000  # decimal digits of an exact constant that folding may produce
+SYMBOLIC_SECONDS = 10.0  # budget for one symbolic step: parsing, differentiation, CSE
 
 Builder = Callable[..., sympy.Basic]
 
@@ -155,7 +159,8 @@ def parse(text: str) -> Parsed:
         raise ExpressionError(f"syntax error: {e.msg}", source=text, position=start + origin[at]) from None
     builder = _Builder(text, start, python, origin)
     builder.screen(tree)
-    return Parsed(name, builder.number(tree.body))
+    with symbolic_time_limit("parsing"):
+        return Parsed(name, builder.number(tree.body))
 
 
 def parse_number(text: str) -> float:
@@ -181,6 +186,29 @@ def check_name(name: str, what: str, *, source: str | None = None, position: int
     if source is None:
         source, position = name, 0
     raise ExpressionError(f"{what} {name!r} {problem}", source=source, position=position)
+
+
+@contextlib.contextmanager
+def symbolic_time_limit(what: str, seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
+    """Stop a symbolic step that runs too long or exhausts memory, as an expression error."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError
+
+    timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if timed:
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except TimeoutError:
+        raise ExpressionError(f"{what} took longer than {seconds:g} s", hint="try a smaller expression") from None
+    except (MemoryError, RecursionError):
+        raise ExpressionError(f"{what} needs too much memory", hint="try a smaller expression") from None
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _clean(text: str) -> str:
@@ -273,6 +301,12 @@ class _Builder:
         return value
 
     def build(self, node: ast.expr) -> sympy.Basic:
+        try:
+            return self._build(node)
+        except (ArithmeticError, ValueError, TypeError) as e:  # SymPy refusing, e.g. 0 % 0
+            raise self.fail(f"cannot compute {self.segment(node)}: {e}", node) from None
+
+    def _build(self, node: ast.expr) -> sympy.Basic:
         if isinstance(node, ast.Constant):
             return self.literal(node)
         if isinstance(node, ast.Name):
@@ -380,7 +414,7 @@ class _Builder:
                 f"constant power is too large (more than {MAX_DIGITS} digits)", node,
                 "diffcli computes in floating point; rewrite with variables or smaller numbers",
             )
-        if isinstance(exponent, sympy.Rational) and max(abs(exponent.p), exponent.q) > 1000:
+        if isinstance(exponent, sympy.Rational) and exponent.q != 1 and max(abs(exponent.p), exponent.q) > 1000:
             return sympy.Pow(base, exponent, evaluate=False)  # SymPy's exact roots can hang
         return base**exponent
 

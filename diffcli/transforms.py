@@ -10,10 +10,7 @@ taken) and gives ``--symbolic`` for free.
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,12 +18,11 @@ import sympy
 
 from . import functions
 from .errors import ExpressionError, UsageError
-from .language import Parsed, check_name, symbol
+from .language import SYMBOLIC_SECONDS, Parsed, check_name, symbol, symbolic_time_limit
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-SYMBOLIC_SECONDS = 10.0  # budget for the symbolic steps of one command (DESIGN §5)
 OPERATIONS = ("value", "grad", "jacobian", "hessian", "jvp", "vjp", "derivative")
 
 
@@ -45,29 +41,6 @@ class Plan:
     variables: tuple[str, ...]  # the variables whose values every point must give
     outputs: tuple[str, ...]  # the output names
     wrt: tuple[str, ...]  # what the derivatives are taken with respect to
-
-
-@contextlib.contextmanager
-def symbolic_time_limit(what: str, seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
-    """Stop a symbolic step that runs too long or exhausts memory, as an expression error."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError
-
-    timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if timed:
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except TimeoutError:
-        raise ExpressionError(f"{what} took longer than {seconds:g} s", hint="try a smaller expression") from None
-    except (MemoryError, RecursionError):
-        raise ExpressionError(f"{what} needs too much memory", hint="try a smaller expression") from None
-    finally:
-        if timed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
 
 def variables_of(expr: sympy.Basic) -> set[str]:

@@ -1,0 +1,1 @@
+complete --command diffcli --no-files --arguments "(env _DIFFCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) diffcli)" --condition "env _DIFFCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) diffcli"
