@@ -13,7 +13,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator
-from typing import IO, Annotated, Any, Optional
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -53,38 +53,131 @@ def _parameter(name: str, annotation: Any, default: Any = inspect.Parameter.empt
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
 
-_Names = Optional[str]
-_Many = Optional[list[str]]
+_Names = str | None
+_Many = list[str] | None
 EXPRESSIONS = _parameter(
-    "exprs", Annotated[list[str], typer.Argument(metavar="EXPR...", help="Expressions, optionally named: f=x**2.", show_default=False)]
+    "exprs",
+    Annotated[
+        list[str], typer.Argument(metavar="EXPR...", help="Expressions, optionally named: f=x**2.", show_default=False)
+    ],
 )
-EXPRESSION = _parameter("exprs", Annotated[str, typer.Argument(metavar="EXPR", help="The expression, e.g. 'x**2*sin(y)'.", show_default=False)])
+EXPRESSION = _parameter(
+    "exprs",
+    Annotated[str, typer.Argument(metavar="EXPR", help="The expression, e.g. 'x**2*sin(y)'.", show_default=False)],
+)
 COMMON = [
-    _parameter("at", Annotated[_Many, typer.Option("--at", metavar="NAME=VALUE,...", help="A point; repeat for a list of points.")], None),
-    _parameter("grid", Annotated[_Many, typer.Option("--grid", metavar="NAME=START:STOP:COUNT", help="COUNT evenly spaced values, ends included.")], None),
-    _parameter("aux", Annotated[_Many, typer.Option("--aux", metavar="NAME=EXPR", help="An auxiliary output, evaluated, not differentiated.")], None),
+    _parameter(
+        "at",
+        Annotated[_Many, typer.Option("--at", metavar="NAME=VALUE,...", help="A point; repeat for a list of points.")],
+        None,
+    ),
+    _parameter(
+        "grid",
+        Annotated[
+            _Many,
+            typer.Option("--grid", metavar="NAME=START:STOP:COUNT", help="COUNT evenly spaced values, ends included."),
+        ],
+        None,
+    ),
+    _parameter(
+        "aux",
+        Annotated[
+            _Many,
+            typer.Option("--aux", metavar="NAME=EXPR", help="An auxiliary output, evaluated, not differentiated."),
+        ],
+        None,
+    ),
     _parameter("device", Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")], "auto"),
     _parameter("dtype", Annotated[str, typer.Option("--dtype", help="float64 or float32.")], "float64"),
-    _parameter("fmt", Annotated[str, typer.Option("--format", "-f", help="auto, table, csv, tsv, json or ndjson.")], "auto"),
-    _parameter("output", Annotated[Optional[str], typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout; written whole or not at all.")], None),
-    _parameter("precision", Annotated[Optional[int], typer.Option("--precision", metavar="DIGITS", help="Significant digits (default: all that round-trip).")], None),
-    _parameter("symbolic", Annotated[bool, typer.Option("--symbolic", help="Also print each formula, simplified.")], False),
+    _parameter(
+        "fmt", Annotated[str, typer.Option("--format", "-f", help="auto, table, csv, tsv, json or ndjson.")], "auto"
+    ),
+    _parameter(
+        "output",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--output", "-o", metavar="FILE", help="Write here instead of stdout; written whole or not at all."
+            ),
+        ],
+        None,
+    ),
+    _parameter(
+        "precision",
+        Annotated[
+            int | None,
+            typer.Option("--precision", metavar="DIGITS", help="Significant digits (default: all that round-trip)."),
+        ],
+        None,
+    ),
+    _parameter(
+        "symbolic", Annotated[bool, typer.Option("--symbolic", help="Also print each formula, simplified.")], False
+    ),
     _parameter("latex", Annotated[bool, typer.Option("--latex", help="Also print each formula as LaTeX.")], False),
-    _parameter("batch_size", Annotated[int, typer.Option("--batch-size", help="Points evaluated and written at a time.")], 65536),
+    _parameter(
+        "batch_size",
+        Annotated[int, typer.Option("--batch-size", help="Points evaluated and written at a time.")],
+        65536,
+    ),
 ]
-WRT = _parameter("wrt", Annotated[_Names, typer.Option("--wrt", metavar="X,Y", help="Differentiate with respect to these (default: every variable, sorted).")], None)
-TANGENT = _parameter("tangent", Annotated[_Names, typer.Option("--tangent", metavar="X=1,Y=0", help="The tangent vector v of J·v; missing components are 0.")], None)
-COTANGENT = _parameter("cotangent", Annotated[_Names, typer.Option("--cotangent", metavar="F=1", help="The cotangent vector u of uᵀJ; missing components are 0.")], None)
-ORDER = _parameter("order", Annotated[Optional[int], typer.Option("--order", metavar="N", help="With one --wrt variable: the N-th derivative.")], None)
+WRT = _parameter(
+    "wrt",
+    Annotated[
+        _Names,
+        typer.Option(
+            "--wrt", metavar="X,Y", help="Differentiate with respect to these (default: every variable, sorted)."
+        ),
+    ],
+    None,
+)
+TANGENT = _parameter(
+    "tangent",
+    Annotated[
+        _Names,
+        typer.Option("--tangent", metavar="X=1,Y=0", help="The tangent vector v of J·v; missing components are 0."),
+    ],
+    None,
+)
+COTANGENT = _parameter(
+    "cotangent",
+    Annotated[
+        _Names,
+        typer.Option("--cotangent", metavar="F=1", help="The cotangent vector u of uᵀJ; missing components are 0."),
+    ],
+    None,
+)
+ORDER = _parameter(
+    "order",
+    Annotated[int | None, typer.Option("--order", metavar="N", help="With one --wrt variable: the N-th derivative.")],
+    None,
+)
 
 COMMANDS = {
     "value": ([EXPRESSIONS], "Values of expressions.\n\nExample: diffcli value 'hypot(x, y)' --at x=3,y=4"),
-    "grad": ([EXPRESSION, WRT], "Value and gradient (grad_and_value).\n\nExample: diffcli grad 'x**2*sin(y)' --at x=1,y=2"),
-    "jacobian": ([EXPRESSIONS, WRT], "Values and the Jacobian of several expressions.\n\nExample: diffcli jacobian 'u=x*y' 'v=x+y' --at x=2,y=3"),
+    "grad": (
+        [EXPRESSION, WRT],
+        "Value and gradient (grad_and_value).\n\nExample: diffcli grad 'x**2*sin(y)' --at x=1,y=2",
+    ),
+    "jacobian": (
+        [EXPRESSIONS, WRT],
+        "Values and the Jacobian of several expressions.\n\nExample: diffcli jacobian 'u=x*y' 'v=x+y' --at x=2,y=3",
+    ),
     "hessian": ([EXPRESSION, WRT], "Value, gradient and Hessian.\n\nExample: diffcli hessian 'x**2*y' --at x=1,y=2"),
-    "jvp": ([EXPRESSIONS, WRT, TANGENT], "Values and the Jacobian-vector product J·v (forward mode).\n\nExample: diffcli jvp 'x*y' --at x=2,y=3 --tangent x=1"),
-    "vjp": ([EXPRESSIONS, WRT, COTANGENT], "Values and the vector-Jacobian product uᵀJ (reverse mode).\n\nExample: diffcli vjp 'u=x*y' 'v=x+y' --at x=2,y=3 --cotangent u=1"),
-    "derivative": ([EXPRESSION, WRT, ORDER], "One mixed or n-th partial derivative: --wrt x,x,y is d³f/dx²dy.\n\nExample: diffcli derivative 'x**3*y' --wrt x,x,y --at x=2,y=5"),
+    "jvp": (
+        [EXPRESSIONS, WRT, TANGENT],
+        "Values and the Jacobian-vector product J·v (forward mode).\n\n"
+        "Example: diffcli jvp 'x*y' --at x=2,y=3 --tangent x=1",
+    ),
+    "vjp": (
+        [EXPRESSIONS, WRT, COTANGENT],
+        "Values and the vector-Jacobian product uᵀJ (reverse mode).\n\n"
+        "Example: diffcli vjp 'u=x*y' 'v=x+y' --at x=2,y=3 --cotangent u=1",
+    ),
+    "derivative": (
+        [EXPRESSION, WRT, ORDER],
+        "One mixed or n-th partial derivative: --wrt x,x,y is d³f/dx²dy.\n\n"
+        "Example: diffcli derivative 'x**3*y' --wrt x,x,y --at x=2,y=5",
+    ),
 }
 
 
@@ -222,7 +315,9 @@ def _run(
         sink.close()
     for column, bad in sink.non_finite.items():
         written = "null" if fmt in ("json", "ndjson") else "nan/inf"
-        sys.stderr.write(f"diffcli: note: {column} is not finite at {bad} of {sink.rows} points (written as {written})\n")
+        sys.stderr.write(
+            f"diffcli: note: {column} is not finite at {bad} of {sink.rows} points (written as {written})\n"
+        )
 
 
 def _format(fmt: str, output: str | None) -> str:

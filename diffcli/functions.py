@@ -19,7 +19,8 @@ class _Defined(sympy.Function):
     """
 
     def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return self.definition(self.args[0])  # type: ignore[attr-defined].evalf(prec_to_dps(prec))
+        definition = type(self).definition(self.args[0])  # type: ignore[attr-defined]
+        return definition.evalf(prec_to_dps(prec))
 
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real

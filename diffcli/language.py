@@ -232,20 +232,24 @@ def _rewrite(text: str) -> tuple[str, list[int]]:
 
     previous: tokenize.TokenInfo | None = None
     consumed = 0
+    opened: list[int] = []  # offsets of the brackets still open
     try:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
             if token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
                 continue
             if token.type == tokenize.ERRORTOKEN and not token.string.isspace():
-                raise ExpressionError(
-                    f"unexpected character {token.string!r}", source=text, position=token.start[1]
-                )
+                raise ExpressionError(f"unexpected character {token.string!r}", source=text, position=token.start[1])
             begin, end = token.start[1], token.end[1]
+            if token.string in "([{":
+                opened.append(begin)
+            elif token.string in ")]}" and opened:
+                opened.pop()
             for i in range(consumed, begin):
                 emit(text[i], i)
-            implicit = previous is not None and previous.type == tokenize.NUMBER and (
-                (token.type == tokenize.NAME and not keyword.iskeyword(token.string))
-                or token.string == "("
+            implicit = (
+                previous is not None
+                and previous.type == tokenize.NUMBER
+                and ((token.type == tokenize.NAME and not keyword.iskeyword(token.string)) or token.string == "(")
             )
             if implicit:
                 emit("*", begin)
@@ -256,6 +260,10 @@ def _rewrite(text: str) -> tuple[str, list[int]]:
                     emit(text[i], i)
             consumed, previous = end, token
     except tokenize.TokenError as e:
+        if opened:
+            raise ExpressionError(
+                f"syntax error: {text[opened[-1]]!r} was never closed", source=text, position=opened[-1]
+            ) from None
         raise ExpressionError(f"syntax error: {e.args[0]}", source=text, position=len(text)) from None
     for i in range(consumed, len(text)):
         emit(text[i], i)
@@ -276,7 +284,8 @@ class _Builder:
 
     def screen(self, tree: ast.Expression) -> None:
         """Enforce the node-count and depth limits before any recursion or SymPy work."""
-        count, stack = 0, [(tree.body, 1)]
+        count = 0
+        stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
         while stack:
             node, depth = stack.pop()
             count += 1
@@ -411,7 +420,8 @@ class _Builder:
             return base**exponent
         if _digits(exponent) > 0 and abs(float(exponent)) * _digits(base) > MAX_DIGITS:
             raise self.fail(
-                f"constant power is too large (more than {MAX_DIGITS} digits)", node,
+                f"constant power is too large (more than {MAX_DIGITS} digits)",
+                node,
                 "diffcli computes in floating point; rewrite with variables or smaller numbers",
             )
         if isinstance(exponent, sympy.Rational) and exponent.q != 1 and max(abs(exponent.p), exponent.q) > 1000:
@@ -433,19 +443,36 @@ def _digits(number: sympy.Number) -> float:
 
 def _describe(node: ast.AST) -> str:
     symbols = {
-        ast.FloorDiv: "//", ast.BitXor: "^", ast.BitAnd: "&", ast.BitOr: "|",
-        ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@", ast.Is: "is", ast.IsNot: "is not",
-        ast.In: "in", ast.NotIn: "not in", ast.Invert: "~",
+        ast.FloorDiv: "//",
+        ast.BitXor: "^",
+        ast.BitAnd: "&",
+        ast.BitOr: "|",
+        ast.LShift: "<<",
+        ast.RShift: ">>",
+        ast.MatMult: "@",
+        ast.Is: "is",
+        ast.IsNot: "is not",
+        ast.In: "in",
+        ast.NotIn: "not in",
+        ast.Invert: "~",
     }
     if type(node) in symbols:
         return repr(symbols[type(node)])
     if isinstance(node, ast.Constant):
         return f"literal {node.value!r}"
     names = {
-        ast.ListComp: "a comprehension", ast.GeneratorExp: "a comprehension",
-        ast.SetComp: "a comprehension", ast.DictComp: "a comprehension",
-        ast.List: "a list", ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set",
-        ast.NamedExpr: "':='", ast.Await: "await", ast.Yield: "yield",
-        ast.Slice: "a slice", ast.Starred: "a starred expression",
+        ast.ListComp: "a comprehension",
+        ast.GeneratorExp: "a comprehension",
+        ast.SetComp: "a comprehension",
+        ast.DictComp: "a comprehension",
+        ast.List: "a list",
+        ast.Tuple: "a tuple",
+        ast.Dict: "a dict",
+        ast.Set: "a set",
+        ast.NamedExpr: "':='",
+        ast.Await: "await",
+        ast.Yield: "yield",
+        ast.Slice: "a slice",
+        ast.Starred: "a starred expression",
     }
     return names.get(type(node), type(node).__name__.lower())

@@ -121,7 +121,9 @@ class Lowering:
         self.like = like  # dtype and device of every constant
 
     def constant(self, value: float | bool) -> Tensor:
-        return torch.tensor(value, dtype=torch.bool if isinstance(value, bool) else self.like.dtype, device=self.like.device)
+        return torch.tensor(
+            value, dtype=torch.bool if isinstance(value, bool) else self.like.dtype, device=self.like.device
+        )
 
     def __call__(self, expr: sympy.Basic) -> Tensor:
         if expr in self.env:
@@ -161,7 +163,7 @@ class Lowering:
                 numerator.append(sympy.Integer(f.p))
                 denominator.append(sympy.Integer(f.q))
             elif isinstance(f, sympy.Pow) and f.exp.is_Number and f.exp < 0:
-                denominator.append(f.base ** -f.exp)
+                denominator.append(f.base**-f.exp)
             else:
                 numerator.append(f)
         top = functools.reduce(torch.mul, (self(f) for f in numerator if f != 1), self.constant(1.0))

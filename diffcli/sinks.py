@@ -81,7 +81,11 @@ class DelimitedSink(Sink):
 
     def row(self, at: dict[str, float], values: dict[str, float]) -> None:
         self.writer.writerow(
-            [*(self.text(v) for v in at.values()), *(self.text(v) for v in values.values()), *(t for _, t in self.extra)]
+            [
+                *(self.text(v) for v in at.values()),
+                *(self.text(v) for v in values.values()),
+                *(t for _, t in self.extra),
+            ]
         )
 
 

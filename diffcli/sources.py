@@ -40,7 +40,9 @@ class Points:
     def __len__(self) -> int:
         return math.prod(len(g.rows) for g in self.groups)
 
-    def batches(self, size: int, dtype: torch.dtype, device: torch.device) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    def batches(
+        self, size: int, dtype: torch.dtype, device: torch.device
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """(number of points, {name: column}) for each batch of at most ``size`` points."""
         import torch
 
@@ -76,7 +78,7 @@ def points(at: Sequence[str], grid: Sequence[str]) -> Points:
 
 
 def assignments(text: str, option: str) -> dict[str, float]:
-    """Parse one option value of names and numbers: ``x=1,y=pi/2`` -> {x: 1.0, y: 1.5707963267948966}; commas inside parentheses are kept."""
+    """``x=1,y=pi/2`` -> {x: 1.0, y: 1.5707963267948966}; commas inside parentheses are kept."""
     values: dict[str, float] = {}
     for item in _split(text):
         name, equals, value = item.partition("=")

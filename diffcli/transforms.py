@@ -190,8 +190,10 @@ def _check_option_name(name: str, option: str) -> None:
 def _components(given: Mapping[str, float], names: Sequence[str], option: str, kind: str) -> dict[str, float]:
     unknown = sorted(set(given) - set(names))
     if unknown:
-        raise UsageError(f"{option} names {', '.join(unknown)}, which is not a differentiated {kind}",
-                         hint=f"the {kind}s are: {', '.join(names)}")
+        raise UsageError(
+            f"{option} names {', '.join(unknown)}, which is not a differentiated {kind}",
+            hint=f"the {kind}s are: {', '.join(names)}",
+        )
     return {n: _exact(given.get(n, 0.0)) for n in names}
 
 

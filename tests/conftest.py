@@ -9,7 +9,9 @@ import sys
 import pytest
 
 
-def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m diffcli`` as a real process, with pipes for stdin, stdout and stderr."""
     return subprocess.run(
         [sys.executable, "-m", "diffcli", *args],

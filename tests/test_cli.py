@@ -52,7 +52,9 @@ def test_hessian_jvp_aux_derivative_jacobian():
     assert data("derivative", "x**3*y", "--wrt", "x,x,y", "--at", "x=2,y=5")["derivative"] == 12.0
     assert data("derivative", "sin(x)", "--order", "3", "--at", "x=0")["derivative"] == -1.0
     assert data("jacobian", "u=x*y", "v=x+y", "--at", "x=2,y=3")["jacobian"] == {
-        "u": {"x": 3.0, "y": 2.0}, "v": {"x": 1.0, "y": 1.0}}
+        "u": {"x": 3.0, "y": 2.0},
+        "v": {"x": 1.0, "y": 1.0},
+    }
     assert data("vjp", "u=x*y", "v=x+y", "--at", "x=2,y=3", "--cotangent", "u=1")["vjp"] == {"x": 3.0, "y": 2.0}
 
 
@@ -135,7 +137,10 @@ def test_output_file_is_written_whole_or_not_at_all(tmp_path: Path):
 def test_pipe_to_head_is_clean(cli):
     proc = subprocess.run(
         f"{sys.executable} -m diffcli value x --grid x=0:1:200000 --format ndjson | head -3",
-        shell=True, capture_output=True, text=True, timeout=120,
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert len(proc.stdout.splitlines()) == 3 and proc.stderr == ""
 
@@ -180,6 +185,12 @@ def test_committed_completions_are_current(shell, cli):
 
 
 def test_tab_completion_answers(tmp_path):
-    env = {**os.environ, "_DIFFCLI_COMPLETE": "complete_bash", "_TYPER_COMPLETE_ARGS": "diffcli gr", "COMP_WORDS": "diffcli gr", "COMP_CWORD": "1"}
+    env = {
+        **os.environ,
+        "_DIFFCLI_COMPLETE": "complete_bash",
+        "_TYPER_COMPLETE_ARGS": "diffcli gr",
+        "COMP_WORDS": "diffcli gr",
+        "COMP_CWORD": "1",
+    }
     proc = subprocess.run([sys.executable, "-m", "diffcli"], env=env, capture_output=True, text=True, timeout=60)
     assert "grad" in proc.stdout

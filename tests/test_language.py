@@ -118,7 +118,16 @@ def test_symbolic_blowups_are_folded_not_evaluated():
 
 @pytest.mark.parametrize(
     ("text", "column"),
-    [("x + * 2", 4), ("sin(x", 5), ("foo(x)", 0), ("x + θ.real", 4), ("1 + sin", 4), ("2x $ 3", 3), ("f = x +", 7)],
+    [
+        ("x + * 2", 4),
+        ("sin(x", 3),
+        ("(x + 1", 0),
+        ("foo(x)", 0),
+        ("x + θ.real", 4),
+        ("1 + sin", 4),
+        ("2x $ 3", 3),
+        ("f = x +", 7),
+    ],
 )
 def test_error_points_at_the_problem(text, column):
     with pytest.raises(ExpressionError) as caught:

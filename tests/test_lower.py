@@ -14,9 +14,20 @@ from diffcli.language import FUNCTIONS, parse, symbol
 
 x, y = symbol("x"), symbol("y")
 # arguments inside each function's real domain
-DOMAINS = {"acosh": (1.1, 3.0), "asin": (-0.9, 0.9), "acos": (-0.9, 0.9), "atanh": (-0.9, 0.9),
-           "log": (0.1, 3.0), "ln": (0.1, 3.0), "log2": (0.1, 3.0), "log10": (0.1, 3.0), "sqrt": (0.1, 3.0),
-           "lgamma": (0.1, 5.0), "gamma": (0.1, 5.0), "log1p": (-0.9, 3.0)}
+DOMAINS = {
+    "acosh": (1.1, 3.0),
+    "asin": (-0.9, 0.9),
+    "acos": (-0.9, 0.9),
+    "atanh": (-0.9, 0.9),
+    "log": (0.1, 3.0),
+    "ln": (0.1, 3.0),
+    "log2": (0.1, 3.0),
+    "log10": (0.1, 3.0),
+    "sqrt": (0.1, 3.0),
+    "lgamma": (0.1, 5.0),
+    "gamma": (0.1, 5.0),
+    "log1p": (-0.9, 3.0),
+}
 
 
 def evaluate(expr: sympy.Expr, points: dict[str, list[float]]) -> list[float]:
@@ -37,7 +48,9 @@ def test_every_function_matches_sympy(name):
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     xs = rng.uniform(low, high, 20).tolist()
     ys = rng.uniform(0.5, 2.0, 20).tolist()
-    args = {"where": "x > 0, x, y", "clamp": "x, -1, 1", "log": "x, 3", "heaviside": "x, 0.25"}.get(name, ", ".join(["x", "y"][:fewest]))
+    args = {"where": "x > 0, x, y", "clamp": "x, -1, 1", "log": "x, 3", "heaviside": "x, 0.25"}.get(
+        name, ", ".join(["x", "y"][:fewest])
+    )
     expr = parse(f"{name}({args})").expr
     got = evaluate(expr, {"x": xs, "y": ys})
     for xv, yv, g in zip(xs, ys, got):
@@ -49,7 +62,9 @@ def test_kinks_and_ties():
     assert evaluate(parse("sign(x)").expr, {"x": [-3.0, 0.0, 2.0]}) == [-1.0, 0.0, 1.0]
     assert evaluate(parse("cbrt(x)").expr, {"x": [-8.0, 27.0, 0.0]}) == [-2.0, 3.0, 0.0]
     assert evaluate(parse("x % 3").expr, {"x": [-1.0, 4.0]}) == [2.0, 1.0]
-    assert evaluate(parse("gamma(x)").expr, {"x": [-0.5, -1.5, 5.0]}) == pytest.approx([-2 * math.sqrt(math.pi), 4 / 3 * math.sqrt(math.pi), 24.0], rel=1e-13)
+    assert evaluate(parse("gamma(x)").expr, {"x": [-0.5, -1.5, 5.0]}) == pytest.approx(
+        [-2 * math.sqrt(math.pi), 4 / 3 * math.sqrt(math.pi), 24.0], rel=1e-13
+    )
 
 
 def test_division_rounds_once():

@@ -155,7 +155,9 @@ def test_random_expressions_match_sympy_derivatives(text, coordinates):
     f = parse(text).expr
     assert got["value"][0] == pytest.approx(sympy_value(f, point), rel=1e-10, abs=1e-12, nan_ok=True)
     for a in VARIABLES:
-        assert got[f"grad_{a}"][0] == pytest.approx(sympy_value(sympy.diff(f, symbol(a)), point), rel=1e-10, abs=1e-12, nan_ok=True)
+        assert got[f"grad_{a}"][0] == pytest.approx(
+            sympy_value(sympy.diff(f, symbol(a)), point), rel=1e-10, abs=1e-12, nan_ok=True
+        )
         for b in VARIABLES:
             exact = sympy_value(sympy.diff(f, symbol(a), symbol(b)), point)
             assert got[f"hessian_{a}_{b}"][0] == pytest.approx(exact, rel=1e-10, abs=1e-11, nan_ok=True)
