@@ -378,6 +378,7 @@ def main() -> None:
         hint = f" (see 'diffcli {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else " (see 'diffcli --help')"
         sys.stderr.write(f"diffcli: error: {e.format_message()}{hint}\n")
         code = ExitCode.USAGE
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("diffcli: interrupted\n")
         code = ExitCode.INTERRUPTED
     sys.exit(code or 0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,9 @@ def test_points_combine_as_a_product_and_at_accepts_expressions():
         (["value", "9**9**9"], 3, "too large"),
         (["grad", "x +", "--at", "x=1"], 3, "syntax"),
         (["jvp", "x", "--at", "x=1", "--tangent", "q=1"], 2, "q"),
+        (["value", "x", "--at", "__import__('os').getpid()=1"], 2, "identifier"),
+        (["value", "x", "--at", "x=1", "--precision", "0"], 2, "precision"),
+        (["value", "x", "--at", "x=1", "--output", "/nonexistent/folder/out.csv"], 2, "cannot write"),
     ],
 )
 def test_errors_are_one_message_and_the_right_code(args, code, needle):
@@ -131,7 +136,27 @@ def test_output_file_is_written_whole_or_not_at_all(tmp_path: Path):
     assert result.exit_code == 2 and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
 
 
+def test_special_files_are_written_directly():
+    result = invoke("value", "x", "--at", "x=1", "--output", os.devnull)
+    assert result.exit_code == 0 and os.path.exists(os.devnull)
+
+
 # Real processes: pipes, exit codes and what gets imported.
+
+
+def test_ctrl_c_exits_130_without_traceback_or_partial_file(tmp_path):
+    target = tmp_path / "big.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffcli", "grad", "sin(x)", "--grid", "x=0:1:50000000", "-o", str(target)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_pipe_to_head_is_clean(cli):
