@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 import sympy
 import torch
 from sympy.codegen import cfunctions
+from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
 
 from . import functions
 
@@ -113,6 +114,10 @@ CONSTANTS: dict[sympy.Basic, float] = {
 }
 
 
+# log(1 + t) -> log1p(t), exp(t) - 1 -> expm1(t): the same value, without the rounding of 1 + t
+ACCURATE_FORMS = (log1p_opt, expm1_opt)
+
+
 class Lowering:
     """Evaluates SymPy expressions on tensors: variables come from ``env``, results are memoized."""
 
@@ -201,6 +206,7 @@ def compile(
     >>> compile([x**2, 2*x], [x])({"x": torch.tensor([3.0])}, torch.empty(1))
     [tensor([9.]), tensor([6.])]
     """
+    exprs = [optimize(e, ACCURATE_FORMS) for e in exprs]
     replacements, reduced = sympy.cse(list(exprs), symbols=sympy.numbered_symbols(cls=sympy.Dummy), order="none")
 
     def run(columns: Mapping[str, Tensor], like: Tensor) -> list[Tensor]:

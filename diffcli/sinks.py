@@ -1,190 +1,229 @@
-"""Results -> text: CSV, TSV, JSON, NDJSON for programs, Rich tables for people (DESIGN §3).
+"""Frames of results -> text or Parquet: CSV, TSV, JSON, NDJSON for programs, Rich tables for people.
 
-Every writer takes batches of columns as they are computed and writes them at once. Numbers are
-the shortest text that reads back to the same double (``repr``), unless ``precision`` asks for
-fewer significant digits. JSON is strict: a NaN or infinity is written ``null``; every writer
-counts the non-finite numbers per column so the caller can say so on stderr.
+Each writer takes one polars frame per batch (the point's coordinates or the input row's columns,
+then the reported numbers) and writes it at once, with polars doing the formatting: numbers are
+the shortest text that reads back to the same double, unless ``precision`` asks for fewer
+significant digits. JSON is strict (DESIGN §3): a NaN or infinity is written ``null``; every
+writer counts the non-finite numbers per column so the caller can say so on stderr.
 """
 
 from __future__ import annotations
 
 import abc
-import csv
-import json
-import math
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-if TYPE_CHECKING:
-    from torch import Tensor
+import numpy as np
+import polars as pl
 
-FORMATS = ("table", "csv", "tsv", "json", "ndjson")
+FORMATS = ("table", "csv", "tsv", "json", "ndjson", "parquet")
+TABLE_ROWS = 1000  # rows a table shows; the rest are counted
 
 
 @dataclass
 class Layout:
-    """What a row holds: the point's coordinates, then the quantities; plus optional formulas."""
+    """What a row holds: coordinates (or input columns), the quantities, and optional formulas."""
 
     coordinates: Sequence[str]
-    quantities: Sequence[tuple[tuple[str, ...], str]]  # (JSON path, CSV column)
-    formulas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # "symbolic"/"latex" -> column -> text
+    quantities: Sequence[tuple[tuple[str, ...], str]]  # (JSON path, column)
+    formulas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # kind -> column -> text
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for _, c in self.quantities]
 
 
 class Sink(abc.ABC):
-    """Base writer: turns tensors into Python floats and counts the non-finite ones."""
+    """Base writer: counts rows and non-finite numbers, formats to ``precision`` if asked."""
 
-    def __init__(self, stream: IO[str], layout: Layout, precision: int | None) -> None:
+    def __init__(self, stream: IO[bytes], layout: Layout, precision: int | None) -> None:
         self.stream, self.layout, self.precision = stream, layout, precision
         self.rows = 0
         self.non_finite: dict[str, int] = {}
 
-    def write(self, at: Mapping[str, Tensor], results: Mapping[str, Tensor]) -> None:
-        coordinates = {n: at[n].double().tolist() for n in self.layout.coordinates}
-        values = {c: results[c].double().tolist() for _, c in self.layout.quantities}
-        for column, numbers in values.items():
-            bad = sum(not math.isfinite(v) for v in numbers)
-            if bad:
-                self.non_finite[column] = self.non_finite.get(column, 0) + bad
-        count = len(next(iter(values.values()))) if values else 0
-        for i in range(count):
-            self.row({n: c[i] for n, c in coordinates.items()}, {n: c[i] for n, c in values.items()})
-        self.rows += count
+    def write(self, frame: pl.DataFrame) -> None:
+        for column in self.layout.columns:
+            numbers = frame[column].to_numpy()
+            if not np.isfinite(numbers).all():
+                self.non_finite[column] = self.non_finite.get(column, 0) + int((~np.isfinite(numbers)).sum())
+        self.emit(frame)
+        self.rows += frame.height
         self.stream.flush()
 
     @abc.abstractmethod
-    def row(self, at: dict[str, float], values: dict[str, float]) -> None:
-        """Write (or keep) one point's coordinates and numbers."""
+    def emit(self, frame: pl.DataFrame) -> None:
+        """Write (or keep) one batch."""
 
     def close(self) -> None:
         self.stream.flush()
 
-    def rounded(self, value: float) -> float:
-        return float(f"{value:.{self.precision}g}") if self.precision else value
-
-    def text(self, value: float) -> str:
-        if not math.isfinite(value):
-            return repr(value)  # nan, inf, -inf: what CSV readers (polars, pandas) parse back
-        return f"{value:.{self.precision}g}" if self.precision else repr(value)
+    def rounded(self, frame: pl.DataFrame, *, as_text: bool) -> pl.DataFrame:
+        """The quantities to ``precision`` significant digits, as text or as the nearest double."""
+        if not self.precision:
+            return frame
+        spec = f"{{:.{self.precision}g}}"
+        convert = spec.format if as_text else (lambda v: float(spec.format(v)))
+        dtype = pl.String if as_text else pl.Float64
+        return frame.with_columns(pl.col(c).map_elements(convert, return_dtype=dtype) for c in self.layout.columns)
 
 
 class DelimitedSink(Sink):
     """CSV or TSV: coordinates, then one column per number, then the formulas if asked."""
 
-    def __init__(self, stream: IO[str], layout: Layout, precision: int | None, delimiter: str) -> None:
+    def __init__(self, stream: IO[bytes], layout: Layout, precision: int | None, separator: str) -> None:
         super().__init__(stream, layout, precision)
-        self.writer = csv.writer(stream, delimiter=delimiter, lineterminator="\n")
+        self.separator = separator
         self.extra = [
-            (f"{kind}_{column}", text) for kind, texts in layout.formulas.items() for column, text in texts.items()
+            pl.lit(text).alias(f"{kind}_{column}")
+            for kind, texts in layout.formulas.items()
+            for column, text in texts.items()
         ]
-        self.writer.writerow([*layout.coordinates, *(c for _, c in layout.quantities), *(n for n, _ in self.extra)])
 
-    def row(self, at: dict[str, float], values: dict[str, float]) -> None:
-        self.writer.writerow(
-            [
-                *(self.text(v) for v in at.values()),
-                *(self.text(v) for v in values.values()),
-                *(t for _, t in self.extra),
-            ]
-        )
+    def emit(self, frame: pl.DataFrame) -> None:
+        frame = self.rounded(frame, as_text=True).with_columns(self.extra)
+        frame.write_csv(self.stream, include_header=self.rows == 0, separator=self.separator)
+
+    def close(self) -> None:
+        if self.rows == 0:  # no rows (all skipped): still the header
+            names = [*self.layout.coordinates, *self.layout.columns, *(e.meta.output_name() for e in self.extra)]
+            pl.DataFrame(schema=dict.fromkeys(names, pl.String)).write_csv(self.stream, separator=self.separator)
+        super().close()
 
 
 class JsonSink(Sink):
-    """One object per point: a single object for one point, an array for several; or NDJSON."""
+    """One object per row: for JSON a single object for one row and an array for several; or NDJSON."""
 
-    def __init__(self, stream: IO[str], layout: Layout, precision: int | None, lines: bool) -> None:
+    def __init__(self, stream: IO[bytes], layout: Layout, precision: int | None, lines: bool) -> None:
         super().__init__(stream, layout, precision)
         self.lines = lines
-        self.objects = 0
-        self.pending: str | None = None  # the first object, until we know whether more follow
-        self.formulas = {kind: nest(layout.quantities, texts) for kind, texts in layout.formulas.items()}
+        self.pending: bytes | None = None  # the first object, until we know whether more follow
+        at = pl.struct(*layout.coordinates) if layout.coordinates else pl.lit({})
+        self.shape = [at.alias("at"), *_nest(layout.quantities, pl.col)]
+        for kind, texts in layout.formulas.items():
+            self.shape.append(pl.struct(*_nest(layout.quantities, lambda c, t=texts: pl.lit(t[c]))).alias(kind))
 
-    def row(self, at: dict[str, float], values: dict[str, float]) -> None:
-        obj: dict[str, Any] = {"at": {n: self.number(v) for n, v in at.items()}}
-        obj.update(nest(self.layout.quantities, {c: self.number(v) for c, v in values.items()}))
-        obj.update(self.formulas)
-        text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-        self.objects += 1
+    def emit(self, frame: pl.DataFrame) -> None:
+        text = self.rounded(frame, as_text=False).select(self.shape).write_ndjson().encode()
         if self.lines:
-            self.stream.write(text + "\n")
-        elif self.objects == 1:
-            self.pending = text
+            self.stream.write(text)
+            return
+        objects = text.rstrip(b"\n").split(b"\n") if text else []
+        if self.rows == 0 and len(objects) == 1:
+            self.pending = objects[0]
+            return
+        if self.pending is not None or self.rows == 0:
+            self.stream.write(b"[\n" + b",\n".join(o for o in (self.pending, *objects) if o is not None))
+            self.pending = None
         else:
-            if self.pending is not None:
-                self.stream.write("[\n" + self.pending)
-                self.pending = None
-            self.stream.write(",\n" + text)
-
-    def number(self, value: float) -> float | None:
-        return self.rounded(value) if math.isfinite(value) else None
+            self.stream.write(b",\n" + b",\n".join(objects))
 
     def close(self) -> None:
         if not self.lines:
             if self.pending is not None:
-                self.stream.write(self.pending + "\n")
+                self.stream.write(self.pending + b"\n")
             else:
-                self.stream.write("\n]\n" if self.objects else "[]\n")
+                self.stream.write(b"\n]\n" if self.rows else b"[]\n")
         super().close()
 
 
-def nest(quantities: Sequence[tuple[tuple[str, ...], str]], values: Mapping[str, Any]) -> dict[str, Any]:
-    """{"grad_x": 4.0} -> {"grad": {"x": 4.0}}, following each quantity's JSON path."""
-    result: dict[str, Any] = {}
+def _nest(quantities: Sequence[tuple[tuple[str, ...], str]], leaf: Any) -> list[pl.Expr]:
+    """Expressions that shape columns like ``grad_x`` into ``{"grad": {"x": …}}``, by JSON path."""
+    tree: dict[str, Any] = {}
     for path, column in quantities:
-        node = result
+        node = tree
         for key in path[:-1]:
             node = node.setdefault(key, {})
-        node[path[-1]] = values[column]
-    return result
+        node[path[-1]] = column
+
+    def build(node: dict[str, Any]) -> list[pl.Expr]:
+        return [
+            pl.struct(*build(value)).alias(key) if isinstance(value, dict) else leaf(value).alias(key)
+            for key, value in node.items()
+        ]
+
+    return build(tree)
+
+
+class ParquetSink(Sink):
+    """Parquet, one row group per batch, through pyarrow's streaming writer."""
+
+    def __init__(self, stream: IO[bytes], layout: Layout, precision: int | None) -> None:
+        super().__init__(stream, layout, precision)
+        self.writer: Any = None
+
+    def emit(self, frame: pl.DataFrame) -> None:
+        import pyarrow.parquet as pq
+
+        table = self.rounded(frame, as_text=False).to_arrow()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.stream, table.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        super().close()
 
 
 class TableSink(Sink):
-    """Rich tables: one point as variables x quantities (the Hessian a matrix); else a row per point."""
+    """Rich tables: one point as variables × quantities (the Hessian a matrix); else a row per point."""
 
-    def __init__(self, stream: IO[str], layout: Layout, precision: int | None, title: str) -> None:
+    def __init__(self, stream: IO[bytes], layout: Layout, precision: int | None, title: str) -> None:
         super().__init__(stream, layout, precision)
         from rich.console import Console
 
+        self.text = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
         # On a terminal, its width (long numbers fold); elsewhere as wide as the table needs.
-        self.console = Console(file=stream, highlight=False, width=None if stream.isatty() else 10_000)
+        self.console = Console(file=self.text, highlight=False, width=None if stream.isatty() else 10_000)
         self.title = title
-        self.kept: list[tuple[dict[str, float], dict[str, float]]] = []
+        self.kept: list[pl.DataFrame] = []
 
-    def row(self, at: dict[str, float], values: dict[str, float]) -> None:
-        self.kept.append((at, values))
+    def emit(self, frame: pl.DataFrame) -> None:
+        room = TABLE_ROWS - sum(f.height for f in self.kept)
+        if room > 0:
+            self.kept.append(self.rounded(frame.head(room), as_text=True))
 
     def close(self) -> None:
         from rich.table import Table
         from rich.text import Text
 
-        if len(self.kept) == 1:
-            for table in self.one_point(*self.kept[0]):
-                self.console.print(table)
+        shown = pl.concat(self.kept, how="vertical_relaxed") if self.kept else pl.DataFrame()
+        cells = [[_cell(v) for v in row] for row in shown.rows()]
+        names = shown.columns
+        if self.rows == 1:
+            tables = self.one_point(dict(zip(names, cells[0])))
         else:
-            table = Table(title=Text(self.title), title_justify="left")
-            for name in [*self.layout.coordinates, *(c for _, c in self.layout.quantities)]:
+            hidden = self.rows - shown.height
+            caption = Text(f"{hidden} more rows not shown; use --format csv for all") if hidden else None
+            table = Table(title=Text(self.title), title_justify="left", caption=caption, caption_justify="left")
+            for name in names:
                 table.add_column(Text(name), justify="right", overflow="fold")
-            for at, values in self.kept:
-                table.add_row(*(Text(self.text(v)) for v in [*at.values(), *values.values()]))
-            self.console.print(table)
+            for row in cells:
+                table.add_row(*(Text(c) for c in row))
+            tables = [table]
         for kind, texts in self.layout.formulas.items():
             table = Table(title=Text(kind), title_justify="left")
             table.add_column("quantity")
             table.add_column("formula")
             for column, text in texts.items():
                 table.add_row(Text(column), Text(text))
+            tables.append(table)
+        for table in tables:
             self.console.print(table)
+        self.text.detach()  # flushes; without it, closing the wrapper would close the stream
         super().close()
 
-    def one_point(self, at: dict[str, float], values: dict[str, float]) -> list[Any]:
+    def one_point(self, row: dict[str, str]) -> list[Any]:
         from rich.table import Table
         from rich.text import Text
 
         outputs: dict[str, dict[str, str]] = {}  # output -> quantity -> text
-        variables: dict[str, dict[str, str]] = {n: {"at": self.text(v)} for n, v in at.items()}
+        variables: dict[str, dict[str, str]] = {n: {"at": row[n]} for n in self.layout.coordinates}
         for path, column in self.layout.quantities:
             head, *rest = path
-            text = self.text(values[column])
+            text = row[column]
             if head in ("grad", "vjp"):
                 variables.setdefault(rest[0], {})[head] = text
             elif head == "jacobian":
@@ -197,6 +236,8 @@ class TableSink(Sink):
                 outputs.setdefault(rest[0] if rest else self.title, {})[head] = text
         tables = []
         for label, rows in (("output", outputs), ("variable", variables)):
+            if not rows:
+                continue
             headers = list(dict.fromkeys(k for cells in rows.values() for k in cells))
             table = Table()
             table.add_column(label)
@@ -208,9 +249,15 @@ class TableSink(Sink):
         return tables
 
 
-def open_sink(fmt: str, stream: IO[str], layout: Layout, *, precision: int | None, title: str) -> Sink:
+def _cell(value: object) -> str:
+    return repr(value) if isinstance(value, float) else "" if value is None else str(value)
+
+
+def open_sink(fmt: str, stream: IO[bytes], layout: Layout, *, precision: int | None, title: str) -> Sink:
     if fmt in ("csv", "tsv"):
         return DelimitedSink(stream, layout, precision, "," if fmt == "csv" else "\t")
     if fmt in ("json", "ndjson"):
         return JsonSink(stream, layout, precision, lines=fmt == "ndjson")
+    if fmt == "parquet":
+        return ParquetSink(stream, layout, precision)
     return TableSink(stream, layout, precision, title)

@@ -1,8 +1,8 @@
 """Where to evaluate: ``--at`` points and ``--grid`` ranges, combined into batches of columns.
 
 ``--at`` options assigning the same names form one list of points; groups assigning different
-names, and each ``--grid``, combine as a cartesian product (DESIGN §2), the last group varying
-fastest. The product is produced in fixed-size batches, so a large grid never sits in memory.
+names, each ``--grid``, and the rows of an ``--input`` file combine as a cartesian product
+(DESIGN §2). Batches are polars frames of columns.
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
 
 from .errors import DiffcliError, UsageError
 from .language import check_name, parse_number
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Group:
 
 @dataclass(frozen=True)
 class Points:
-    """The cartesian product of groups, in batches of columns."""
+    """The cartesian product of groups, the last group varying fastest."""
 
     groups: tuple[Group, ...]
 
@@ -40,21 +39,29 @@ class Points:
     def __len__(self) -> int:
         return math.prod(len(g.rows) for g in self.groups)
 
-    def batches(
-        self, size: int, dtype: torch.dtype, device: torch.device
-    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-        """(number of points, {name: column}) for each batch of at most ``size`` points."""
-        import torch
+    def take(self, index: np.ndarray) -> pl.DataFrame:
+        """The points at positions ``index`` of the product, as columns."""
+        columns: dict[str, np.ndarray] = {}
+        for group in reversed(self.groups):
+            table = np.array(group.rows, dtype=np.float64).reshape(len(group.rows), len(group.names))
+            picked = table[index % len(group.rows)]
+            index = index // len(group.rows)
+            columns.update({n: picked[:, i] for i, n in enumerate(group.names)})
+        return pl.DataFrame({n: columns[n] for n in self.names})
 
-        tables = [torch.tensor(g.rows, dtype=dtype).reshape(len(g.rows), len(g.names)) for g in self.groups]
+    def frames(self, size: int) -> Iterator[pl.DataFrame]:
+        """The whole product in frames of at most ``size`` points (a large grid never sits in memory)."""
         for start in range(0, len(self), size):
-            index = torch.arange(start, min(start + size, len(self)))
-            columns: dict[str, torch.Tensor] = {}
-            for group, table in zip(reversed(self.groups), reversed(tables)):
-                picked = table[index % len(group.rows)]
-                index = index // len(group.rows)
-                columns.update({n: picked[:, i].to(device) for i, n in enumerate(group.names)})
-            yield len(index), {n: columns[n] for n in self.names}
+            yield self.take(np.arange(start, min(start + size, len(self))))
+
+    def cross(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Every row with every point: rows outermost, as ``--at a=2 --input f.csv`` reads."""
+        if not self.groups:
+            return rows
+        if len(self) == 1:
+            return rows.hstack(self.take(np.zeros(rows.height, dtype=np.int64)))
+        repeat = np.repeat(np.arange(rows.height), len(self))
+        return rows[repeat].hstack(self.take(np.tile(np.arange(len(self)), rows.height)))
 
 
 def points(at: Sequence[str], grid: Sequence[str]) -> Points:

@@ -1,0 +1,288 @@
+"""``--input`` files -> polars frames of rows, streamed in batches: CSV, TSV, JSON, NDJSON, Parquet.
+
+CSV, TSV and NDJSON are cut into blocks of whole lines (whole records: a block never ends inside
+a quoted field) and parsed by polars, so memory stays flat in the row count and stdin streams.
+A block that polars refuses, or that has a missing number, is parsed again by the standard
+library, which finds the exact row and column for the error message (or drops the bad rows
+with ``--skip-bad-rows``). A JSON array and Parquet from stdin are read whole: neither format
+can be streamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import orjson
+import polars as pl
+
+from .errors import DataError, UsageError
+
+FORMATS = ("csv", "tsv", "json", "ndjson", "parquet")
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".json": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+BLOCK_BYTES = 1 << 20  # the smallest block read at once
+
+
+def input_format(path: str, explicit: str | None, head: bytes) -> str:
+    """The format named by ``--input-format``, else the extension, else a sniff of the first bytes."""
+    if explicit:
+        if explicit not in FORMATS:
+            raise UsageError(f"unknown --input-format {explicit!r}; expected {', '.join(FORMATS)}")
+        return explicit
+    extension = os.path.splitext(path)[1].lower()
+    if extension in EXTENSIONS:
+        return EXTENSIONS[extension]
+    start = head.lstrip()[:1]
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    return {b"[": "json", b"{": "ndjson"}.get(start, "csv")
+
+
+@dataclass
+class Reader:
+    """Reads one input in frames; ``numeric`` columns must hold a finite-or-not number in every row."""
+
+    stream: IO[bytes]
+    name: str  # the file name used in messages
+    fmt: str
+    numeric: set[str] = field(default_factory=set)
+    columns: Sequence[str] | None = None  # names for a file without a header
+    delimiter: str | None = None
+    skip_bad: bool = False
+    batch_rows: int = 262_144
+    skipped: int = 0
+    rows: int = 0  # data rows read so far, bad ones included
+    record_keys: list[str] = field(default_factory=list)
+
+    def fail(self, row: int | str | None, column: str | None, problem: str) -> DataError:
+        """A data error naming the file, the row (1-based, the header not counted) and the column."""
+        place = [f"row {row}" if isinstance(row, int) else row or "", f"column {column!r}" if column else ""]
+        where = ", ".join(p for p in place if p)
+        return DataError(f"{self.name}: {where + ': ' if where else ''}{problem}")
+
+    def header(self) -> list[str]:
+        """The column names (reading the header line of a delimited file); checked as identifiers."""
+        if self.fmt in ("csv", "tsv"):
+            line = self.stream.readline()
+            if not line.strip():
+                raise self.fail(None, None, "is empty: expected a header line")
+            self.pending = line if self.columns is not None else b""  # without a header: data
+            names = list(self.columns or next(csv.reader([self._text(line, 0)], delimiter=self.separator)))
+        else:
+            self.parts = self._structured()  # frames of Parquet, lists of JSON objects
+            self.first = next(self.parts, None)
+            if not isinstance(self.first, pl.DataFrame):
+                if not self.first:
+                    raise self.fail(None, None, "has no rows")
+                self.record_keys = list(self.first[0]) if isinstance(self.first[0], dict) else []
+            names = self.first.columns if isinstance(self.first, pl.DataFrame) else self.record_keys
+        for name in names:
+            if not name.isidentifier():
+                raise self.fail(
+                    "header",
+                    name,
+                    "column name is not a plain identifier (letters, digits, _); "
+                    "name the columns with --no-header --columns",
+                )
+            if names.count(name) > 1:
+                raise self.fail("header", name, "column name appears twice")
+        self.names = names
+        return names
+
+    @property
+    def separator(self) -> str:
+        return self.delimiter or ("\t" if self.fmt == "tsv" else ",")
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        if self.fmt in ("csv", "tsv"):
+            for block in self._blocks(self.pending):
+                yield self._delimited(block)
+            if self.rows == 0:
+                raise self.fail(None, None, "has a header but no rows")
+        else:
+            for part in itertools.chain([self.first], self.parts):
+                yield self._checked(part) if isinstance(part, pl.DataFrame) else self._records(part)
+
+    # -- delimited text ---------------------------------------------------------------------
+
+    def _schema(self) -> dict[str, pl.DataType]:
+        return {n: pl.Float64() if n in self.numeric else pl.String() for n in self.names}
+
+    def _blocks(self, first: bytes) -> Iterator[bytes]:
+        """Blocks of whole records, about ``batch_rows`` rows each; what a slow pipe has, sooner.
+
+        One buffer is reused (``readinto``), so each byte is copied once on its way to polars.
+        """
+        size = max(BLOCK_BYTES, min(256 << 20, (len(first) or 64) * self.batch_rows))
+        buffer = bytearray(size)
+        carry, ended = first, False
+        while carry or not ended:
+            filled = len(carry)
+            if len(buffer) < 2 * filled:
+                buffer.extend(bytes(len(buffer)))  # one record longer than the buffer: grow
+            buffer[:filled] = carry
+            while not ended and filled < len(buffer):
+                count = self.stream.readinto(memoryview(buffer)[filled:])  # type: ignore[attr-defined]
+                ended = not count
+                filled += count or 0
+                if count and count < (len(buffer) - filled + count) // 2:
+                    break  # a pipe that has no more for now: work on what came
+            view = memoryview(buffer)[:filled]
+            cut = filled if ended else _record_end(buffer, filled)
+            block, carry = bytes(view[:cut]), bytes(view[cut:])
+            view.release()
+            if block and not block.isspace():
+                yield block
+
+    def _delimited(self, block: bytes) -> pl.DataFrame:
+        try:
+            frame = pl.read_csv(
+                block, has_header=False, new_columns=self.names, schema=self._schema(), separator=self.separator
+            )
+            if not any(frame[n].null_count() for n in self.numeric):  # else: a missing number
+                self.rows += frame.height
+                return frame
+        except pl.exceptions.PolarsError:
+            pass
+        return self._slow_delimited(block)
+
+    def _slow_delimited(self, block: bytes) -> pl.DataFrame:
+        """The block again, row by row, for the exact place of each problem."""
+        text = self._text(block, self.rows)
+        good: dict[str, list[object]] = {n: [] for n in self.names}
+        for record in csv.reader(io.StringIO(text, newline=""), delimiter=self.separator):
+            if not record:
+                continue
+            self.rows += 1
+            problem = self._check_record(record)
+            if problem is None:
+                for n, value in zip(self.names, record):
+                    good[n].append(float(value) if n in self.numeric else value)
+            elif self.skip_bad:
+                self.skipped += 1
+            else:
+                raise self.fail(self.rows, *problem)
+        return pl.DataFrame(good, schema=self._schema())
+
+    def _check_record(self, record: list[str]) -> tuple[str | None, str] | None:
+        if len(record) != len(self.names):
+            return None, f"has {len(record)} fields, the header has {len(self.names)}"
+        for n, value in zip(self.names, record):
+            if n in self.numeric:
+                if not value.strip():
+                    return n, "missing value"
+                try:
+                    float(value)
+                except ValueError:
+                    return n, f"{value[:40]!r} is not a number"
+        return None
+
+    def _text(self, data: bytes, rows_before: int) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            row = rows_before + data.count(b"\n", 0, e.start) + 1
+            raise self.fail(row, None, f"invalid UTF-8 (byte {data[e.start]:#04x})") from None
+
+    # -- JSON, NDJSON, Parquet ----------------------------------------------------------------
+
+    def _structured(self) -> Iterator[pl.DataFrame | list[object]]:
+        if self.fmt == "parquet":
+            source = self.stream if self.stream.seekable() else io.BytesIO(self.stream.read())
+            try:
+                yield from pl.scan_parquet(source).collect_batches(chunk_size=self.batch_rows)
+            except (pl.exceptions.PolarsError, OSError) as e:
+                raise self.fail(None, None, f"is not a readable Parquet file ({str(e).splitlines()[0]})") from None
+        elif self.fmt == "json":
+            data = self.stream.read()
+            try:
+                records = orjson.loads(data)
+            except orjson.JSONDecodeError as e:
+                raise self.fail(None, None, f"is not valid JSON ({e})") from None
+            if not isinstance(records, list):
+                raise self.fail(None, None, "must hold a JSON array of objects")
+            for start in range(0, len(records), self.batch_rows):
+                yield records[start : start + self.batch_rows]
+        else:
+            for block in self._blocks(b""):
+                yield self._ndjson(block)
+
+    def _ndjson(self, block: bytes) -> list[object]:
+        records = []
+        for line in block.split(b"\n"):
+            if line.strip():
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError as e:
+                    raise self.fail(self.rows + len(records) + 1, None, f"is not valid JSON ({e})") from None
+        return records
+
+    def _records(self, records: list[object]) -> pl.DataFrame:
+        """Objects -> a frame with the first object's keys, checking every number, row by row."""
+        names = self.record_keys
+        good: list[Mapping[str, object]] = []
+        for record in records:
+            self.rows += 1
+            problem = self._check_object(record)
+            if problem is None:
+                good.append(record)  # type: ignore[arg-type]
+            elif self.skip_bad:
+                self.skipped += 1
+            else:
+                raise self.fail(self.rows, *problem)
+        columns = {n: [r.get(n) for r in good] for n in names}
+        schema_overrides = {n: pl.Float64 for n in self.numeric if n in columns}
+        return pl.DataFrame(columns, schema_overrides=schema_overrides, strict=False)
+
+    def _check_object(self, record: object) -> tuple[str | None, str] | None:
+        if not isinstance(record, dict):
+            return None, "is not a JSON object"
+        for n in self.numeric:
+            value = record.get(n)
+            if value is None:
+                return n, "missing value"
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return n, f"{str(value)[:40]!r} is not a number"
+            if isinstance(value, int) and abs(value) >= 2**1024:
+                return n, "number out of float64 range"
+        return None
+
+    def _checked(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """A Parquet frame: numeric columns as float64, no missing values."""
+        for n in self.numeric:
+            try:
+                frame = frame.with_columns(pl.col(n).cast(pl.Float64))
+            except pl.exceptions.PolarsError:
+                raise self.fail(None, n, f"has type {frame.schema[n]}, not a number") from None
+        nulls = frame.select(pl.any_horizontal(pl.col(*self.numeric).is_null())).to_series() if self.numeric else None
+        if nulls is not None and nulls.any():
+            if not self.skip_bad:
+                row = int(nulls.arg_true()[0])
+                column = next(n for n in self.numeric if frame[n][row] is None)
+                raise self.fail(self.rows + row + 1, column, "missing value")
+            self.skipped += int(nulls.sum())
+            frame = frame.filter(~nulls)
+        self.rows += frame.height + (int(nulls.sum()) if nulls is not None else 0)
+        return frame
+
+
+def _record_end(buffer: bytearray, length: int) -> int:
+    """The end of the last whole record in ``buffer[:length]`` (after a newline outside quotes), or 0."""
+    end = buffer.rfind(b"\n", 0, length) + 1
+    while end and buffer.find(b'"', 0, end) >= 0 and buffer.count(b'"', 0, end) % 2:  # inside quotes
+        end = buffer.rfind(b"\n", 0, end - 1) + 1
+    return end
