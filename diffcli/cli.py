@@ -11,11 +11,13 @@ import concurrent.futures
 import contextlib
 import ctypes
 import inspect
+import io
 import os
 import queue
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
@@ -398,7 +400,7 @@ def _run(
         writer = stack.enter_context(concurrent.futures.ThreadPoolExecutor(1))
         written: collections.deque[concurrent.futures.Future[None]] = collections.deque()
         with torch.inference_mode():
-            for frame in _ahead(frames):
+            for frame in _progress(_ahead(frames)):
                 count = frame.height if frame.width else 1  # no variables at all: one point
                 values = {
                     v: torch.from_numpy(frame[from_file.get(v, v)].to_numpy()).to(target, torch_dtype)
@@ -415,17 +417,47 @@ def _run(
     if reader is not None and reader.skipped:
         sys.stderr.write(f"diffcli: note: skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}\n")
     for column, bad in sink.non_finite.items():
-        written = "null" if fmt in ("json", "ndjson") else "NaN/inf"
-        sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {written})\n")
+        shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
+        sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {shown})\n")
+
+
+def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
+    """``frames``, with a progress line on stderr when it is a terminal and the run takes a while."""
+    if not sys.stderr.isatty():
+        yield from frames
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    start, rows = time.monotonic(), 0
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    task = None
+    try:
+        for frame in frames:
+            yield frame
+            rows += frame.height
+            elapsed = time.monotonic() - start
+            if task is None and elapsed > after:
+                bar.start()
+                task = bar.add_task("")
+            if task is not None:
+                bar.update(task, description=f"{rows:,} rows, {rows / elapsed:,.0f} rows/s")
+    finally:
+        bar.stop()
 
 
 def _one_malloc_arena() -> None:
     """Keep glibc from giving each thread its own heap: those arenas fragment, and peak memory
     grew with the row count (1.15x from 1M to 5M rows; 1.03x with one arena, at the same speed)."""
-    try:
-        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX = -8 in glibc's malloc.h
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX is -8 in glibc's malloc.h
 
 
 def _ahead(items: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -474,7 +506,9 @@ def _reader(stack, path, fmt, columns, delimiter, skip_bad, batch_rows):  # type
         except OSError as e:
             raise DataError(f"{path}: cannot read: {e.strerror}") from None
         name = path
-    head = stream.peek(8)[:8] if hasattr(stream, "peek") else b""
+    if not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type]  # e.g. a test's BytesIO stdin
+    head = stream.peek(4096)[:4096]
     names = [c.strip() for c in columns.split(",")] if columns else None
     return Reader(
         stream,

@@ -14,9 +14,10 @@ import csv
 import io
 import itertools
 import os
+import select
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 import orjson
 import polars as pl
@@ -38,7 +39,8 @@ BLOCK_BYTES = 1 << 20  # the smallest block read at once
 
 
 def input_format(path: str, explicit: str | None, head: bytes) -> str:
-    """The format named by ``--input-format``, else the extension, else a sniff of the first bytes."""
+    """The format named by ``--input-format``, else the extension, else a sniff of the first bytes:
+    Parquet's magic number, ``[`` for JSON, ``{`` for NDJSON, tabs for TSV, else CSV."""
     if explicit:
         if explicit not in FORMATS:
             raise UsageError(f"unknown --input-format {explicit!r}; expected {', '.join(FORMATS)}")
@@ -49,7 +51,9 @@ def input_format(path: str, explicit: str | None, head: bytes) -> str:
     start = head.lstrip()[:1]
     if head.startswith(b"PAR1"):
         return "parquet"
-    return {b"[": "json", b"{": "ndjson"}.get(start, "csv")
+    first_line = head.split(b"\n", 1)[0]
+    delimited = "tsv" if b"\t" in first_line and b"," not in first_line else "csv"
+    return {b"[": "json", b"{": "ndjson"}.get(start, delimited)
 
 
 @dataclass
@@ -81,7 +85,7 @@ class Reader:
             if not line.strip():
                 raise self.fail(None, None, "is empty: expected a header line")
             self.pending = line if self.columns is not None else b""  # without a header: data
-            names = list(self.columns or next(csv.reader([self._text(line, 0)], delimiter=self.separator)))
+            names = list(self.columns or next(csv.reader([self._text(line, None)], delimiter=self.separator)))
         else:
             self.parts = self._structured()  # frames of Parquet, lists of JSON objects
             self.first = next(self.parts, None)
@@ -115,7 +119,7 @@ class Reader:
                 raise self.fail(None, None, "has a header but no rows")
         else:
             for part in itertools.chain([self.first], self.parts):
-                yield self._checked(part) if isinstance(part, pl.DataFrame) else self._records(part)
+                yield self._checked(part) if isinstance(part, pl.DataFrame) else self._records(part or [])
 
     # -- delimited text ---------------------------------------------------------------------
 
@@ -125,22 +129,27 @@ class Reader:
     def _blocks(self, first: bytes) -> Iterator[bytes]:
         """Blocks of whole records, about ``batch_rows`` rows each; what a slow pipe has, sooner.
 
-        One buffer is reused (``readinto``), so each byte is copied once on its way to polars.
+        After what the buffered stream already holds, reads go to the raw file into one reused
+        buffer; from a pipe, only as long as it has data ready, so rows that arrive slowly are
+        answered as they come.
         """
+        carry = first + self.stream.read1(len(self.stream.peek(0)))  # type: ignore[attr-defined]
+        raw: Any = getattr(self.stream, "raw", self.stream)
+        pipe = not raw.seekable()
         size = max(BLOCK_BYTES, min(256 << 20, (len(first) or 64) * self.batch_rows))
-        buffer = bytearray(size)
-        carry, ended = first, False
+        buffer = bytearray(max(size, 2 * len(carry)))
+        ended = False
         while carry or not ended:
             filled = len(carry)
             if len(buffer) < 2 * filled:
                 buffer.extend(bytes(len(buffer)))  # one record longer than the buffer: grow
             buffer[:filled] = carry
             while not ended and filled < len(buffer):
-                count = self.stream.readinto(memoryview(buffer)[filled:])  # type: ignore[attr-defined]
-                ended = not count
-                filled += count or 0
-                if count and count < (len(buffer) - filled + count) // 2:
+                if pipe and filled and not select.select([raw], [], [], 0)[0]:
                     break  # a pipe that has no more for now: work on what came
+                count = raw.readinto(memoryview(buffer)[filled:]) or 0
+                ended = count == 0
+                filled += count
             view = memoryview(buffer)[:filled]
             cut = filled if ended else _record_end(buffer, filled)
             block, carry = bytes(view[:cut]), bytes(view[cut:])
@@ -179,8 +188,10 @@ class Reader:
         return pl.DataFrame(good, schema=self._schema())
 
     def _check_record(self, record: list[str]) -> tuple[str | None, str] | None:
-        if len(record) != len(self.names):
-            return None, f"has {len(record)} fields, the header has {len(self.names)}"
+        if len(record) < len(self.names):
+            return self.names[len(record)], f"missing: the row has {len(record)} of {len(self.names)} fields"
+        if len(record) > len(self.names):
+            return self.names[-1], f"is followed by {len(record) - len(self.names)} more field(s) than the header names"
         for n, value in zip(self.names, record):
             if n in self.numeric:
                 if not value.strip():
@@ -191,12 +202,16 @@ class Reader:
                     return n, f"{value[:40]!r} is not a number"
         return None
 
-    def _text(self, data: bytes, rows_before: int) -> str:
+    def _text(self, data: bytes, rows_before: int | None) -> str:
+        """``data`` as text; ``rows_before`` None: it is the header."""
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as e:
-            row = rows_before + data.count(b"\n", 0, e.start) + 1
-            raise self.fail(row, None, f"invalid UTF-8 (byte {data[e.start]:#04x})") from None
+            row = "header" if rows_before is None else rows_before + data.count(b"\n", 0, e.start) + 1
+            line_start = data.rfind(b"\n", 0, e.start) + 1
+            field = data.count(self.separator.encode(), line_start, e.start)
+            column = self.names[field] if getattr(self, "names", None) and field < len(self.names) else None
+            raise self.fail(row, column, f"invalid UTF-8 (byte {data[e.start]:#04x})") from None
 
     # -- JSON, NDJSON, Parquet ----------------------------------------------------------------
 
@@ -256,7 +271,7 @@ class Reader:
             if value is None:
                 return n, "missing value"
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return n, f"{str(value)[:40]!r} is not a number"
+                return n, f"{orjson.dumps(value).decode()[:40]} is not a number"
             if isinstance(value, int) and abs(value) >= 2**1024:
                 return n, "number out of float64 range"
         return None

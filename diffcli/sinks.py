@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 FORMATS = ("table", "csv", "tsv", "json", "ndjson", "parquet")
-TABLE_ROWS = 1000  # rows a table shows; the rest are counted
+TABLE_ROWS = 50  # rows a table shows; the rest are counted
 
 
 @dataclass

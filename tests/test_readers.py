@@ -1,0 +1,223 @@
+"""Input files: every format gives the same rows, blocks never split a record, and every kind of
+bad data is named by file, row and column (or skipped and counted)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from diffcli.cli import app
+from diffcli.errors import DataError
+from diffcli.readers import Reader, input_format
+
+runner = CliRunner()
+ROWS = {"x": [0.5, -1.25, 2.0], "y": [3.0, 0.125, -4.5], "label": ["a", "b, with comma", "c"]}
+
+
+def write_all_formats(folder: Path) -> dict[str, Path]:
+    frame = pl.DataFrame(ROWS)
+    paths = {fmt: folder / f"points.{fmt}" for fmt in ("csv", "tsv", "json", "ndjson", "parquet")}
+    frame.write_csv(paths["csv"])
+    frame.write_csv(paths["tsv"], separator="\t")
+    frame.write_json(paths["json"])
+    frame.write_ndjson(paths["ndjson"])
+    frame.write_parquet(paths["parquet"])
+    return paths
+
+
+def grad_rows(*args: str, stdin: bytes | None = None) -> list[dict[str, str]]:
+    result = runner.invoke(app, ["grad", "x*y + sin(x)", *args, "--format", "csv"], input=stdin)
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+def test_every_format_gives_the_same_rows(tmp_path):
+    paths = write_all_formats(tmp_path)
+    expected = grad_rows("--input", str(paths["csv"]))
+    assert [r["label"] for r in expected] == ROWS["label"]
+    for x, row in zip(ROWS["x"], expected):
+        assert float(row["grad_y"]) == x
+    for path in paths.values():
+        assert grad_rows("--input", str(path)) == expected
+        assert grad_rows("--input", "-", stdin=path.read_bytes()) == expected  # sniffed
+
+
+def test_format_is_named_sniffed_or_taken_from_the_extension():
+    assert input_format("a.jsonl", None, b"") == "ndjson"
+    assert input_format("-", None, b"PAR1abcd") == "parquet"
+    assert input_format("-", None, b" [{") == "json"
+    assert input_format("-", None, b"x,y") == "csv"
+    assert input_format("-", None, b"x\ty\n1\t2") == "tsv"
+    assert input_format("a.csv", "tsv", b"") == "tsv"
+
+
+def test_no_header_columns_map_delimiter_and_points(tmp_path):
+    path = tmp_path / "raw.txt"
+    path.write_text("1;2\n3;4\n")
+    rows = grad_rows(
+        "--input",
+        str(path),
+        "--input-format",
+        "csv",
+        "--no-header",
+        "--columns",
+        "a,b",
+        "--delimiter",
+        ";",
+        "--map",
+        "x=a",
+        "--map",
+        "y=b",
+    )
+    assert [(r["a"], r["value"]) for r in rows] == [
+        ("1.0", repr(2 + __import__("math").sin(1))),
+        ("3.0", repr(12 + __import__("math").sin(3))),
+    ]
+    rows = runner.invoke(
+        app,
+        [
+            "value",
+            "x*k",
+            "--input",
+            str(path),
+            "--no-header",
+            "--columns",
+            "x,y",
+            "--delimiter",
+            ";",
+            "--at",
+            "k=2",
+            "--at",
+            "k=10",
+            "--format",
+            "csv",
+        ],
+    ).stdout
+    assert rows.splitlines() == ["x,y,k,value", "1.0,2,2.0,2.0", "1.0,2,10.0,10.0", "3.0,4,2.0,6.0", "3.0,4,10.0,30.0"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-1e6, 1e6), st.text(alphabet='ab,"\n xé', max_size=8)), min_size=1, max_size=60),
+    st.integers(1, 7),
+)
+def test_blocks_never_split_a_record(rows, batch_rows):
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["x", "note"])
+    writer.writerows(rows)
+    reader = Reader(io.BufferedReader(io.BytesIO(text.getvalue().encode())), "t.csv", "csv", batch_rows=batch_rows)
+    reader.header()
+    reader.numeric = {"x"}
+    frames = list(reader)
+    read = [(x, note) for f in frames for x, note in f.iter_rows()]
+    assert read == [(x, note or None) for x, note in rows] or read == [(x, note) for x, note in rows]
+
+
+BAD = [
+    ("empty.csv", b"", None, None, "empty"),
+    ("header.csv", b"x,y\n", None, None, "no rows"),
+    ("word.csv", b"x,y\n1,2\n3,abc\n", 2, "y", "'abc' is not a number"),
+    ("missing.csv", b"x,y\n1,2\n3,\n", 2, "y", "missing value"),
+    ("short.csv", b"x,y\n1,2\n3\n", 2, "y", "missing"),
+    ("long.csv", b"x,y\n1,2\n3,4,5\n", 2, "y", "more field"),
+    ("utf8.csv", b"x,y\n1,2\n3,\xff\n", 2, "y", "invalid UTF-8"),
+    ("exploit.csv", b"x,y,__import__('os').system('id')\n1,2,3\n", "header", "__import__", "identifier"),
+    ("twice.csv", b"x,y,x\n1,2,3\n", "header", "x", "twice"),
+    ("object.json", b'{"x": 1, "y": 2}', None, None, "array"),
+    ("string.json", b'[{"x": 1, "y": 2}, {"x": 1, "y": "2"}]', 2, "y", "is not a number"),
+    ("broken.ndjson", b'{"x": 1, "y": 2}\n{"x": 1, "y": \n', 2, None, "not valid JSON"),
+    ("none.ndjson", b'{"x": 1, "y": null}\n', 1, "y", "missing value"),
+    ("bad.parquet", b"PAR1 not really", None, None, "Parquet"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "row", "column", "problem"), BAD)
+def test_bad_data_is_named_and_leaves_no_output(tmp_path, name, content, row, column, problem):
+    source, target = tmp_path / name, tmp_path / "out.csv"
+    source.write_bytes(content)
+    result = runner.invoke(app, ["grad", "x*y", "--input", str(source), "--output", str(target)])
+    assert result.exit_code == 4, result.output
+    message = result.stderr.strip()
+    assert message.startswith(f"diffcli: error: {source}: ") and problem in message and "\n" not in message
+    if row is not None:
+        assert (f"row {row}" if isinstance(row, int) else row) in message
+    if column is not None:
+        assert column in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_skip_bad_rows_counts_them(tmp_path):
+    source = tmp_path / "mixed.csv"
+    source.write_bytes(b"x,y\n1,2\nx,3\n4,5\n6,\n")
+    result = runner.invoke(app, ["value", "x*y", "--input", str(source), "--skip-bad-rows", "--format", "csv"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["x,y,value", "1.0,2.0,2.0", "4.0,5.0,20.0"]
+    assert "skipped 2 bad rows of 4" in result.stderr
+
+
+def test_reader_raises_data_error_directly():
+    reader = Reader(io.BufferedReader(io.BytesIO(b"x\n1\nnope\n")), "t.csv", "csv")
+    reader.header()
+    reader.numeric = {"x"}
+    with pytest.raises(DataError, match="row 2"):
+        list(reader)
+
+
+def test_json_output_of_file_rows(tmp_path):
+    paths = write_all_formats(tmp_path)
+    result = runner.invoke(app, ["grad", "x*y", "--input", str(paths["ndjson"]), "--format", "ndjson"])
+    first = json.loads(result.stdout.splitlines()[0])
+    assert first == {"at": {"x": 0.5, "y": 3.0, "label": "a"}, "value": 1.5, "grad": {"x": 3.0, "y": 0.5}}
+
+
+def test_parquet_output(tmp_path):
+    paths = write_all_formats(tmp_path)
+    target = tmp_path / "out.parquet"
+    result = runner.invoke(app, ["grad", "x*y", "--input", str(paths["csv"]), "--output", str(target)])
+    assert result.exit_code == 0
+    assert pl.read_parquet(target)["grad_x"].to_list() == ROWS["y"]
+
+
+def test_table_shows_the_first_rows_and_counts_the_rest():
+    result = runner.invoke(app, ["value", "x", "--grid", "x=0:1:120", "--format", "table"])
+    assert "70 more rows not shown" in result.stdout
+
+
+def test_stdin_streams_through_head(tmp_path):
+    big = tmp_path / "big.csv"
+    big.write_text("x,y\n" + "".join(f"{i},{i / 7}\n" for i in range(300_000)))
+    proc = subprocess.run(
+        f"cat {big} | {sys.executable} -m diffcli grad 'x*y' --input - --format ndjson | head -3",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(proc.stdout.splitlines()) == 3 and proc.stderr == ""
+
+
+def test_a_slow_pipe_gets_answers_as_rows_arrive():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffcli", "value", "2*x", "--input", "-", "--format", "ndjson"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b"x\n21\n")
+    proc.stdin.flush()
+    ready, _, _ = select.select([proc.stdout], [], [], 60)  # the pipe stays open: no EOF yet
+    assert ready and json.loads(proc.stdout.readline()) == {"at": {"x": 21.0}, "value": 42.0}
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
