@@ -361,9 +361,9 @@ def _run(
             reader.numeric = set(from_file.values())
         missing = [v for v in plan.variables if v not in points.names and v not in from_file]
         if missing:
-            where = f"a column of {reader.name}, " if reader else ""
+            source = f"not a column of {reader.name}, " if reader else ""
             raise UsageError(
-                f"no value for {', '.join(missing)}: not {where}--at or --grid",
+                f"no value for {', '.join(missing)} ({source}not given by --at or --grid)",
                 hint=f"give it with --at {missing[0]}=VALUE" + (f" or --map {missing[0]}=COLUMN" if reader else ""),
             )
         coordinates = [*(reader.names if reader else []), *points.names]
