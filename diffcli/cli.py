@@ -6,22 +6,16 @@ Only this module knows typer. It imports neither torch nor sympy at module level
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
-import ctypes
 import inspect
 import io
 import os
-import queue
 import sys
 import tempfile
-import threading
 import time
 import traceback
-import warnings
-from collections.abc import Iterable, Iterator
-from typing import IO, Annotated, Any, TypeVar
+from collections.abc import Iterator
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -38,7 +32,6 @@ app = typer.Typer(
     epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 expression rejected, 4 bad input data, 130 interrupted.",
 )
 _debug = False
-T = TypeVar("T")
 
 
 def _version(value: bool) -> None:
@@ -372,11 +365,11 @@ def _run(
             raise UsageError(f"the output column {taken[0]!r} is also an input column; rename one of them")
         formulas = _formulas(plan, symbolic, latex)
 
-        import polars as pl
-        import torch
+        from . import pipeline
 
-        # polars hands out read-only arrays; these tensors are only read
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        frames = pipeline.ahead(points.frames(batch_size) if reader is None else map(points.cross, reader))
+
+        import torch
 
         from . import lower
 
@@ -385,34 +378,11 @@ def _run(
             target = lower.device(device, torch_dtype)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        if target.type == "cpu":
-            # Reading and writing run on polars' threads beside the computation: torch's own
-            # OpenMP workers would only compete with them (measured: 20% slower on 2 cores).
-            torch.set_num_threads(1)
-        evaluate = transforms.evaluator(plan)
+        compute = pipeline.evaluator(plan, from_file, torch_dtype, target)
         layout = sinks.Layout(coordinates, [(q.path, q.column) for q in plan.quantities], formulas)
-        frames = points.frames(batch_size) if reader is None else (points.cross(f) for f in reader)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
-        _one_malloc_arena()
-        # Three stages on their own threads (polars and torch release the GIL): batch i+1 is read
-        # while batch i is computed and batch i-1 is written.
-        writer = stack.enter_context(concurrent.futures.ThreadPoolExecutor(1))
-        written: collections.deque[concurrent.futures.Future[None]] = collections.deque()
-        with torch.inference_mode():
-            for frame in _progress(_ahead(frames)):
-                count = frame.height if frame.width else 1  # no variables at all: one point
-                values = {
-                    v: torch.from_numpy(frame[from_file.get(v, v)].to_numpy()).to(target, torch_dtype)
-                    for v in plan.variables
-                }
-                results = evaluate(values, torch.empty(count, dtype=torch_dtype, device=target))
-                numbers = pl.DataFrame({c: r.cpu().numpy() for c, r in results.items()})
-                written.append(writer.submit(sink.write, frame.hstack(numbers) if frame.width else numbers))
-                while len(written) > 1 or (written and written[0].done()):
-                    written.popleft().result()
-        for future in written:
-            future.result()
+        pipeline.run(frames, compute, sink.write, watch=_progress)
         sink.close()
     if reader is not None and reader.skipped:
         sys.stderr.write(f"diffcli: note: skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}\n")
@@ -451,35 +421,6 @@ def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
                 bar.update(task, description=f"{rows:,} rows, {rows / elapsed:,.0f} rows/s")
     finally:
         bar.stop()
-
-
-def _one_malloc_arena() -> None:
-    """Keep glibc from giving each thread its own heap: those arenas fragment, and peak memory
-    grew with the row count (1.15x from 1M to 5M rows; 1.03x with one arena, at the same speed)."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX is -8 in glibc's malloc.h
-
-
-def _ahead(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """``items``, produced on a thread of their own up to ``depth`` ahead of the consumer."""
-    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
-
-    def produce() -> None:
-        try:
-            for item in items:
-                buffer.put(("item", item))
-            buffer.put(("end", None))
-        except BaseException as e:  # handed to the consumer, which raises it
-            buffer.put(("error", e))
-
-    threading.Thread(target=produce, daemon=True).start()
-    while True:
-        kind, value = buffer.get()
-        if kind == "end":
-            return
-        if kind == "error":
-            raise value
-        yield value
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:

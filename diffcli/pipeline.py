@@ -1,0 +1,106 @@
+"""The batch loop: frames are read ahead on one thread, computed on this one and written behind
+on another, so reading and writing (polars) overlap the computation (torch); all three release
+the GIL. At most ten batches are in memory at once, whatever the row count.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import ctypes
+import queue
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import polars as pl
+
+from . import transforms
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
+
+
+def evaluator(
+    plan: transforms.Plan, columns: Mapping[str, str], dtype: torch.dtype, device: torch.device
+) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """A function from a frame of points (or input rows) to the same frame with the results after.
+
+    ``columns`` names the frame column of each variable where it is not the variable's own name.
+    """
+    import torch
+
+    evaluate = transforms.evaluator(plan)
+    if device.type == "cpu":
+        # Reading and writing run on polars' threads beside the computation: torch's own
+        # OpenMP workers would only compete with them (measured: 20% slower on 2 cores).
+        torch.set_num_threads(1)
+    # polars hands out read-only arrays; these tensors are only read
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+    def compute(frame: pl.DataFrame) -> pl.DataFrame:
+        count = frame.height if frame.width else 1  # no variables at all: one point
+        values = {v: torch.from_numpy(frame[columns.get(v, v)].to_numpy()).to(device, dtype) for v in plan.variables}
+        with torch.inference_mode():
+            results = evaluate(values, torch.empty(count, dtype=dtype, device=device))
+        numbers = pl.DataFrame({c: r.cpu().numpy() for c, r in results.items()})
+        return frame.hstack(numbers) if frame.width else numbers
+
+    return compute
+
+
+def run(
+    frames: Iterator[pl.DataFrame],
+    compute: Callable[[pl.DataFrame], pl.DataFrame],
+    write: Callable[[pl.DataFrame], None],
+    *,
+    watch: Callable[[Iterator[pl.DataFrame]], Iterator[pl.DataFrame]] = lambda frames: frames,
+) -> None:
+    """Write ``compute(frame)`` for every frame, in order, batch i being written while batch i+1 is
+    computed (``frames`` come from ``ahead``, read meanwhile). ``watch`` sees the frames as they
+    are taken (progress)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as writer:
+        written: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+        for frame in watch(frames):
+            written.append(writer.submit(write, compute(frame)))
+            while len(written) > 1 or (written and written[0].done()):
+                written.popleft().result()
+        for future in written:
+            future.result()
+
+
+def ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """``items``, produced on a thread of their own up to ``depth`` ahead of the consumer.
+
+    Started before torch is imported, the reading uses the second core during that second.
+    """
+    _one_malloc_arena()  # before the threads start
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                buffer.put(("item", item))
+            buffer.put(("end", None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            buffer.put(("error", e))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        kind, value = buffer.get()
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
+
+
+def _one_malloc_arena() -> None:
+    """Keep glibc from giving each thread its own heap: those arenas fragment, and peak memory
+    grew with the row count (1.15x from 1M to 5M rows; 1.03x with one arena, at the same speed)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX is -8 in glibc's malloc.h
