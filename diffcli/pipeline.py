@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+WRITES_AHEAD = 3  # computed batches that may wait for the writer
 
 
 def evaluator(
@@ -67,7 +68,7 @@ def run(
         written: collections.deque[concurrent.futures.Future[None]] = collections.deque()
         for frame in watch(frames):
             written.append(writer.submit(write, compute(frame)))
-            while len(written) > 1 or (written and written[0].done()):
+            while len(written) > WRITES_AHEAD or (written and written[0].done()):
                 written.popleft().result()
         for future in written:
             future.result()

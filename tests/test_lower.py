@@ -91,3 +91,10 @@ def test_unusable_devices_are_refused(name):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ValueError):
         lower.device(name, torch.float64)
+
+
+def test_log_of_one_plus_and_exp_minus_one_keep_small_values():
+    # naive float64 gives log(1 + 1e-17) = 0 and exp(1e-17) - 1 = 0
+    assert evaluate(parse("log(1 + x)").expr, {"x": [1e-17]}) == [1e-17]
+    assert evaluate(parse("exp(x) - 1").expr, {"x": [1e-17]}) == [1e-17]
+    assert evaluate(parse("y*(exp(x) - 1) + log(x + 1)").expr, {"x": [1e-17], "y": [2.0]}) == [3e-17]
