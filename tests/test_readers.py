@@ -217,3 +217,34 @@ def test_a_slow_pipe_gets_answers_as_rows_arrive():
         assert ready and json.loads(proc.stdout.readline()) == {"at": {"x": 21.0}, "value": 42.0}
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
+
+
+def test_batches_equal_a_hand_written_torch_reference(tmp_path):
+    """What ../shared/bench/reference_grad.py computes (batched reverse mode), and the Hessian by
+    torch.func; equal to 1e-12 of each column's scale, across several batches."""
+    import numpy as np
+    import torch
+    from torch.func import hessian, vmap
+
+    rng = np.random.default_rng(7)
+    points = pl.DataFrame({c: rng.uniform(-2, 2, 5000) for c in "xyz"})
+    source = tmp_path / "points.csv"
+    points.write_csv(source)
+    f = "sin(x)*exp(-y**2) + log(1 + z**2)*x*y"
+    result = runner.invoke(app, ["hessian", f, "--input", str(source), "--format", "csv", "--batch-size", "1000"])
+    ours = pl.read_csv(io.StringIO(result.stdout))
+
+    def func(p):
+        x, y, z = p
+        return torch.sin(x) * torch.exp(-(y**2)) + torch.log1p(z**2) * x * y
+
+    columns = torch.from_numpy(points.select("x", "y", "z").to_numpy())
+    leaves = columns.clone().requires_grad_(True)
+    value = vmap(func)(leaves)
+    (grad,) = torch.autograd.grad(value.sum(), leaves)
+    second = vmap(hessian(func))(columns)
+    expected = {"value": value.detach(), **{f"grad_{a}": grad[:, i] for i, a in enumerate("xyz")}}
+    expected |= {f"hessian_{a}_{b}": second[:, i, j] for i, a in enumerate("xyz") for j, b in enumerate("xyz")}
+    for name, column in expected.items():
+        reference = column.numpy()
+        assert np.max(np.abs(ours[name].to_numpy() - reference)) <= 1e-12 * np.max(np.abs(reference)), name
