@@ -18,6 +18,7 @@ import re
 import signal
 import threading
 import tokenize
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -153,7 +154,9 @@ def parse(text: str) -> Parsed:
         raise ExpressionError("empty expression", source=text, position=len(text))
     python, origin = _rewrite(body)
     try:
-        tree = ast.parse(python, mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for 1and: not for users
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(python, mode="eval")
     except SyntaxError as e:
         at = len(origin) - 1 if not e.offset else min(e.offset - 1, len(origin) - 1)  # 0: at the end
         raise ExpressionError(f"syntax error: {e.msg}", source=text, position=start + origin[at]) from None
