@@ -20,7 +20,7 @@ from typing import IO, Annotated, Any
 import typer
 
 from . import __version__
-from .errors import DataError, DiffcliError, ExitCode, UsageError
+from .errors import DataError, DiffcliError, DisagreementError, ExitCode, UsageError
 
 app = typer.Typer(
     name="diffcli",
@@ -241,6 +241,34 @@ for _operation, (_parameters, _doc) in COMMANDS.items():
     _register(_operation, _parameters, _doc)
 
 
+CHECK_OPTIONS = [
+    _parameter("order", Annotated[int, typer.Option("--order", help="1: the gradient; 2: also the Hessian.")], 1),
+    _parameter(
+        "rtol",
+        Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: √eps/10 of the dtype).")],
+        None,
+    ),
+    _parameter(
+        "atol", Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: as --rtol).")], None
+    ),
+]
+
+
+def _check_command(**options: Any) -> None:
+    with _error_boundary():
+        _check(**options)
+
+
+_check_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [EXPRESSIONS, WRT, *CHECK_OPTIONS, *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex", "precision"))]
+)
+_check_command.__doc__ = (
+    "Compare each derivative three ways: autograd, symbolic, finite differences (exit 5 on a disagreement).\n\n"
+    "Example: diffcli check 'sin(x)*exp(-y**2)' --grid x=-2:2:50 --grid y=-2:2:50 --order 2"
+)
+app.command("check")(_check_command)
+
+
 @app.command()
 def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")]) -> None:
     """Print the shell completion script.
@@ -340,26 +368,10 @@ def _run(
         cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
         order=order,
     )
-    renames = dict(_pair(m, "--map") for m in mapping or [])
     with contextlib.ExitStack() as stack:
-        reader = None
-        from_file: dict[str, str] = {}  # variable -> input column
-        if input is not None:
-            reader = _reader(stack, input, input_format, columns, delimiter, skip_bad_rows, batch_size)
-            names = reader.header()
-            from_file = {v: renames.get(v, v) for v in plan.variables if renames.get(v, v) in names}
-            clash = sorted(set(from_file) & set(points.names))
-            if clash:
-                raise UsageError(f"{clash[0]} is both a column of {reader.name} and given by --at/--grid")
-            reader.numeric = set(from_file.values())
-        missing = [v for v in plan.variables if v not in points.names and v not in from_file]
-        if missing:
-            source = f"not a column of {reader.name}, " if reader else ""
-            raise UsageError(
-                f"no value for {', '.join(missing)} ({source}not given by --at or --grid)",
-                hint=f"give it with --at {missing[0]}=VALUE" + (f" or --map {missing[0]}=COLUMN" if reader else ""),
-            )
-        coordinates = [*(reader.names if reader else []), *points.names]
+        reader, from_file, coordinates = _sources(
+            stack, plan, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
+        )
         taken = sorted(set(coordinates) & {q.column for q in plan.quantities})
         if taken:
             raise UsageError(f"the output column {taken[0]!r} is also an input column; rename one of them")
@@ -378,7 +390,7 @@ def _run(
             target = lower.device(device, torch_dtype)
         except ValueError as e:
             raise UsageError(str(e)) from None
-        compute = pipeline.evaluator(plan, from_file, torch_dtype, target)
+        compute = pipeline.Evaluator(plan, from_file, torch_dtype, target)
         layout = sinks.Layout(coordinates, [(q.path, q.column) for q in plan.quantities], formulas)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
@@ -386,6 +398,12 @@ def _run(
         sink.close()
     if reader is not None and reader.skipped:
         sys.stderr.write(f"diffcli: note: skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}\n")
+    for output, count in compute.kinks.items():
+        if count:
+            sys.stderr.write(
+                f"diffcli: note: {output} is not differentiable at {count} of {sink.rows} points (a kink, tie, "
+                "jump or branch boundary); its derivatives there follow the conventions in the README\n"
+            )
     for column, bad in sink.non_finite.items():
         shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
         sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {shown})\n")
@@ -421,6 +439,137 @@ def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
                 bar.update(task, description=f"{rows:,} rows, {rows / elapsed:,.0f} rows/s")
     finally:
         bar.stop()
+
+
+def _sources(  # type: ignore[no-untyped-def]
+    stack, plan, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
+):
+    """The input reader (or None), the input column of each variable, and the coordinate columns;
+    usage errors for variables that nothing gives a value."""
+    renames = dict(_pair(m, "--map") for m in mapping or [])
+    reader = None
+    from_file: dict[str, str] = {}  # variable -> input column
+    if input is not None:
+        reader = _reader(stack, input, input_format, columns, delimiter, skip_bad_rows, batch_size)
+        names = reader.header()
+        from_file = {v: renames.get(v, v) for v in plan.variables if renames.get(v, v) in names}
+        clash = sorted(set(from_file) & set(points.names))
+        if clash:
+            raise UsageError(f"{clash[0]} is both a column of {reader.name} and given by --at/--grid")
+        reader.numeric = set(from_file.values())
+    missing = [v for v in plan.variables if v not in points.names and v not in from_file]
+    if missing:
+        source = f"not a column of {reader.name}, " if reader else ""
+        raise UsageError(
+            f"no value for {', '.join(missing)} ({source}not given by --at or --grid)",
+            hint=f"give it with --at {missing[0]}=VALUE" + (f" or --map {missing[0]}=COLUMN" if reader else ""),
+        )
+    return reader, from_file, [*(reader.names if reader else []), *points.names]
+
+
+def _check(
+    *,
+    exprs: list[str],
+    wrt: str | None,
+    order: int,
+    rtol: float | None,
+    atol: float | None,
+    at: list[str] | None,
+    grid: list[str] | None,
+    device: str,
+    dtype: str,
+    fmt: str,
+    output: str | None,
+    input: str | None,
+    input_format: str | None,
+    no_header: bool,
+    columns: str | None,
+    mapping: list[str] | None,
+    delimiter: str | None,
+    skip_bad_rows: bool,
+    batch_size: int,
+) -> None:
+    """``diffcli check``: the points as for every command, then one report row per output,
+    quantity and engine."""
+    if order not in (1, 2):
+        raise UsageError(f"--order must be 1 or 2, got {order}")
+    fmt = _format(fmt, output, None)
+    from . import language, sources, transforms
+
+    parsed = [language.parse(t) for t in exprs]
+    points = sources.points(at or [], grid or [])
+    probe = transforms.plan("jacobian", parsed, wrt=[n.strip() for n in wrt.split(",")] if wrt else [])
+    with contextlib.ExitStack() as stack:
+        reader, from_file, coordinates = _sources(
+            stack, probe, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
+        )
+        import torch
+
+        from . import check, lower, pipeline
+
+        torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+        if dtype not in ("float64", "float32"):
+            raise UsageError(f"unknown --dtype {dtype!r}; expected float64 or float32")
+        try:
+            target = lower.device(device, torch_dtype)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        default = check.tolerance(torch_dtype)
+        checker = check.Checker(
+            parsed,
+            wrt=probe.wrt,
+            order=order,
+            rtol=rtol if rtol is not None else default,
+            atol=atol if atol is not None else (rtol if rtol is not None else default),
+            dtype=torch_dtype,
+            device=target,
+        )
+        frames = points.frames(batch_size) if reader is None else map(points.cross, reader)
+        for frame in pipeline.ahead(frames):
+            checker.add(frame, from_file)
+        rows = checker.report()
+        stream = stack.enter_context(_destination(output))
+        _write_report(rows, fmt, stream)
+    failures = sum(int(r["failures"]) for r in rows)  # type: ignore[call-overload]
+    if failures:
+        raise DisagreementError(f"check: {failures} disagreement(s) beyond the tolerances: the rows with ok=false")
+
+
+def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> None:
+    import json
+
+    import polars as pl
+
+    if fmt in ("json", "ndjson"):
+        lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in rows]
+        text = "\n".join(lines) + "\n" if fmt == "ndjson" else "[\n" + ",\n".join(lines) + "\n]\n"
+        stream.write(text.encode())
+    elif fmt in ("csv", "tsv", "parquet"):
+        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} for r in rows])
+        if fmt == "parquet":
+            flat.write_parquet(stream)
+        else:
+            flat.write_csv(stream, separator="," if fmt == "csv" else "\t")
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table()
+        for name in ("output", "quantity", "engine", "max_abs", "max_rel", "at", "failures", "kinks", "ok"):
+            table.add_column(name, justify="left" if name in ("output", "quantity", "engine", "at") else "right")
+        for r in rows:
+            at = ", ".join(f"{k}={v!r}" for k, v in r["at"].items())
+            table.add_row(
+                *(Text(str(r[k])) for k in ("output", "quantity", "engine", "max_abs", "max_rel")),
+                Text(at),
+                Text(str(r["failures"])),
+                Text(str(r["kinks"])),
+                Text("ok" if r["ok"] else "DISAGREE", style="" if r["ok"] else "bold red"),
+            )
+        wrapper = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
+        Console(file=wrapper, highlight=False, width=None if stream.isatty() else 10_000).print(table)
+        wrapper.detach()
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:

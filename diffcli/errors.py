@@ -68,3 +68,9 @@ class DataError(DiffcliError):
     """Unreadable input data or a bad value in it."""
 
     code = ExitCode.DATA
+
+
+class DisagreementError(DiffcliError):
+    """``check`` found engines that disagree beyond the tolerances (after writing its report)."""
+
+    code = ExitCode.CHECK_FAILED

@@ -26,32 +26,46 @@ T = TypeVar("T")
 WRITES_AHEAD = 3  # computed batches that may wait for the writer
 
 
-def evaluator(
-    plan: transforms.Plan, columns: Mapping[str, str], dtype: torch.dtype, device: torch.device
-) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    """A function from a frame of points (or input rows) to the same frame with the results after.
+class Evaluator:
+    """Frames of points (or input rows) -> the same frames with the results after; counts, per
+    output, the points where it is not differentiable (``kinks``)."""
 
-    ``columns`` names the frame column of each variable where it is not the variable's own name.
-    """
-    import torch
+    def __init__(
+        self, plan: transforms.Plan, columns: Mapping[str, str], dtype: torch.dtype, device: torch.device
+    ) -> None:
+        """``columns`` names the frame column of each variable where it is not the variable's name."""
+        import torch
 
-    evaluate = transforms.evaluator(plan)
-    if device.type == "cpu":
-        # Reading and writing run on polars' threads beside the computation: torch's own
-        # OpenMP workers would only compete with them (measured: 20% slower on 2 cores).
-        torch.set_num_threads(1)
-    # polars hands out read-only arrays; these tensors are only read
-    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        self.evaluate = transforms.evaluator(plan)
+        self.plan, self.columns, self.dtype, self.device = plan, columns, dtype, device
+        self.kinks: collections.Counter[str] = collections.Counter()
+        if device.type == "cpu":
+            # Reading and writing run on polars' threads beside the computation: torch's own
+            # OpenMP workers would only compete with them (measured: 20% slower on 2 cores).
+            torch.set_num_threads(1)
 
-    def compute(frame: pl.DataFrame) -> pl.DataFrame:
+    def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
+        import torch
+
         count = frame.height if frame.width else 1  # no variables at all: one point
-        values = {v: torch.from_numpy(frame[columns.get(v, v)].to_numpy()).to(device, dtype) for v in plan.variables}
+        values = tensors(frame, self.plan.variables, self.columns, self.dtype, self.device)
         with torch.inference_mode():
-            results = evaluate(values, torch.empty(count, dtype=dtype, device=device))
+            results = self.evaluate(values, torch.empty(count, dtype=self.dtype, device=self.device))
+        for key in [k for k in results if k.startswith(transforms.KINK)]:
+            self.kinks[key.removeprefix(transforms.KINK)] += int(results.pop(key).sum())
         numbers = pl.DataFrame({c: r.cpu().numpy() for c, r in results.items()})
         return frame.hstack(numbers) if frame.width else numbers
 
-    return compute
+
+def tensors(
+    frame: pl.DataFrame, variables: Iterable[str], columns: Mapping[str, str], dtype: torch.dtype, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Each variable's column of ``frame`` as a tensor (``columns`` renames), without a copy on the CPU."""
+    import torch
+
+    # polars hands out read-only arrays; these tensors are only read
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    return {v: torch.from_numpy(frame[columns.get(v, v)].to_numpy()).to(device, dtype) for v in variables}
 
 
 def run(

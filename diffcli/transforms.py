@@ -41,6 +41,7 @@ class Plan:
     variables: tuple[str, ...]  # the variables whose values every point must give
     outputs: tuple[str, ...]  # the output names
     wrt: tuple[str, ...]  # what the derivatives are taken with respect to
+    kinks: tuple[tuple[str, sympy.Basic], ...] = ()  # (output, where it is not differentiable)
 
 
 def variables_of(expr: sympy.Basic) -> set[str]:
@@ -130,16 +131,45 @@ def plan(
         quantities.append(Quantity(("aux", a.name), a.name, a.expr))
     needed = free | set(wrt) | set().union(*(variables_of(a.expr) for a in aux))
     _check_unique([q.column for q in quantities], needed)
-    return Plan(tuple(quantities), tuple(sorted(needed)), tuple(names), wrt)
+    places = () if operation == "value" else tuple((n, kinks(e)) for n, e in zip(names, exprs))
+    return Plan(
+        tuple(quantities), tuple(sorted(needed)), tuple(names), wrt, tuple(k for k in places if k[1] is not sympy.false)
+    )
+
+
+def kinks(expr: sympy.Basic) -> sympy.Basic:
+    """Where ``expr`` is not differentiable, as a condition: abs, sign, relu and heaviside at 0,
+    ties of max and min, the jumps of floor, ceil and mod, and the boundaries of branches (where
+    the derivative reported is the taken branch's, DESIGN §1). False where there are none."""
+    places = []
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, (sympy.Abs, sympy.sign, functions.relu, sympy.Heaviside)):
+            places.append(sympy.Eq(node.args[0], 0))
+        elif isinstance(node, (sympy.Max, sympy.Min)):
+            ties = [sympy.Eq(a, b) for i, a in enumerate(node.args) for b in node.args[i + 1 :]]
+            places.append(sympy.And(sympy.Or(*ties), sympy.Or(*(sympy.Eq(a, node) for a in node.args))))
+        elif isinstance(node, (functions.floor, functions.ceiling)):
+            places.append(sympy.Eq(node.args[0], functions.floor(node.args[0])))
+        elif isinstance(node, functions.Mod):
+            places.append(sympy.Eq(node, 0))
+        elif isinstance(node, sympy.Piecewise):
+            for _, condition in node.args:
+                places += [sympy.Eq(r.lhs, r.rhs) for r in condition.atoms(sympy.core.relational.Relational)]
+    return sympy.Or(*places)
+
+
+KINK = "kink:"  # the result key of each output's kink indicator (1 at a kink, else 0)
 
 
 def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, Tensor]]:
-    """A function from variable columns (and a tensor ``like`` the batch) to one column per quantity."""
+    """A function from variable columns (and a tensor ``like`` the batch) to one column per
+    quantity, plus ``KINK + output``: 1 where that output is not differentiable."""
     from .lower import compile  # torch: imported only when there is something to evaluate
 
+    indicators = [sympy.Piecewise((1, where), (0, True)) for _, where in plan.kinks]
     with symbolic_time_limit("common subexpression elimination"):
-        run = compile([q.expr for q in plan.quantities], [symbol(v) for v in plan.variables])
-    columns = [q.column for q in plan.quantities]
+        run = compile([*(q.expr for q in plan.quantities), *indicators], [symbol(v) for v in plan.variables])
+    columns = [*(q.column for q in plan.quantities), *(KINK + name for name, _ in plan.kinks)]
     return lambda values, like: dict(zip(columns, run(values, like)))
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from diffcli import lower
 from diffcli.errors import UsageError
 from diffcli.language import parse, symbol
-from diffcli.transforms import evaluator, plan
+from diffcli.transforms import KINK, evaluator, kinks, plan
 
 F = "sin(x)*exp(-y**2) + log(1 + z**2)*x*y"
 VARIABLES = ("x", "y", "z")
@@ -23,7 +23,8 @@ def compute(operation: str, texts: list[str], points: dict[str, list[float]], **
     p = plan(operation, [parse(t) for t in texts], **options)
     columns = {n: torch.tensor(v, dtype=torch.float64) for n, v in points.items()}
     n = len(next(iter(points.values())))
-    return {k: v.tolist() for k, v in evaluator(p)(columns, torch.empty(n, dtype=torch.float64)).items()}
+    results = evaluator(p)(columns, torch.empty(n, dtype=torch.float64))
+    return {k: v.tolist() for k, v in results.items() if not k.startswith(KINK)}
 
 
 def random_points(n: int = 25, seed: int = 0) -> dict[str, list[float]]:
@@ -166,3 +167,23 @@ def test_random_expressions_match_sympy_derivatives(text, coordinates):
         for b in VARIABLES:
             exact = sympy_value(sympy.diff(f, symbol(a), symbol(b)), point)
             assert got[f"hessian_{a}_{b}"][0] == pytest.approx(exact, rel=1e-10, abs=1e-11, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "points", "expected"),
+    [
+        ("abs(x) + y", {"x": [0.0, 1.0], "y": [0.0, 0.0]}, [1, 0]),
+        ("max(x, y, 1)", {"x": [2.0, 2.0, 1.0], "y": [2.0, 3.0, 0.0]}, [1, 0, 1]),  # only ties at the max
+        ("floor(x) + relu(y)", {"x": [1.0, 1.5, 1.5], "y": [1.0, 1.0, 0.0]}, [1, 0, 1]),
+        ("x*x if x % 2 == 0 else x", {"x": [1.0, 2.0]}, [0, 1]),
+        ("sin(x)*exp(y)", {"x": [0.0], "y": [0.0]}, None),
+    ],
+)
+def test_kinks_are_found_where_the_derivative_does_not_exist(text, points, expected):
+    p = plan("grad", [parse(text)])
+    if expected is None:
+        assert kinks(parse(text).expr) == sympy.false and p.kinks == ()
+        return
+    columns = {k: torch.tensor(v, dtype=torch.float64) for k, v in points.items()}
+    results = evaluator(p)(columns, torch.empty(len(expected), dtype=torch.float64))
+    assert results[KINK + "f1"].tolist() == expected
