@@ -400,9 +400,10 @@ def _run(
         sys.stderr.write(f"diffcli: note: skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}\n")
     for output, count in compute.kinks.items():
         if count:
+            label = output if len(texts) > 1 or parsed[0].name else repr(texts[0])
             sys.stderr.write(
-                f"diffcli: note: {output} is not differentiable at {count} of {sink.rows} points (a kink, tie, "
-                "jump or branch boundary); its derivatives there follow the conventions in the README\n"
+                f"diffcli: note: {label} is not differentiable at {count} of {sink.rows} points (a kink, tie, jump "
+                "or branch boundary); the derivatives there follow the conventions in the README\n"
             )
     for column, bad in sink.non_finite.items():
         shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
@@ -561,7 +562,8 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
         for r in rows:
             at = ", ".join(f"{k}={v!r}" for k, v in r["at"].items())
             table.add_row(
-                *(Text(str(r[k])) for k in ("output", "quantity", "engine", "max_abs", "max_rel")),
+                *(Text(str(r[k])) for k in ("output", "quantity", "engine")),
+                *(Text("inf" if r[k] is None else repr(r[k])) for k in ("max_abs", "max_rel")),
                 Text(at),
                 Text(str(r["failures"])),
                 Text(str(r["kinks"])),

@@ -10,6 +10,7 @@ taken) and gives ``--symbolic`` for free.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ class Quantity:
     path: tuple[str, ...]
     column: str
     expr: sympy.Expr
+    of: tuple[str, ...] = ()  # the value columns it is a derivative of: NaN where any of them is
 
 
 @dataclass(frozen=True)
@@ -96,34 +98,42 @@ def plan(
     for name, p in zip(names, parsed):
         column = "value" if single and p.name is None else name
         quantities.append(Quantity(("value",) if single else ("value", name), column, p.expr))
+    value_of = {n: q.column for n, q in zip(names, quantities)}
+    first = (value_of[names[0]],)
 
     with symbolic_time_limit(f"{operation} (symbolic differentiation)"):
         jacobian = {} if operation == "value" else _jacobian(names, exprs, wrt, operation)
         if operation == "grad":
-            quantities += [Quantity(("grad", v), f"grad_{v}", jacobian[names[0], v]) for v in wrt]
+            quantities += [Quantity(("grad", v), f"grad_{v}", jacobian[names[0], v], first) for v in wrt]
         elif operation == "jacobian":
             quantities += [
-                Quantity(("jacobian", n, v), f"jacobian_{n}_{v}", jacobian[n, v]) for n in names for v in wrt
+                Quantity(("jacobian", n, v), f"jacobian_{n}_{v}", jacobian[n, v], (value_of[n],))
+                for n in names
+                for v in wrt
             ]
         elif operation == "hessian":
-            quantities += [Quantity(("grad", v), f"grad_{v}", jacobian[names[0], v]) for v in wrt]
+            quantities += [Quantity(("grad", v), f"grad_{v}", jacobian[names[0], v], first) for v in wrt]
             second = {}
             for i, v in enumerate(wrt):
                 for w in wrt[i:]:
                     second[v, w] = second[w, v] = sympy.diff(jacobian[names[0], v], symbol(w))
-            quantities += [Quantity(("hessian", v, w), f"hessian_{v}_{w}", second[v, w]) for v in wrt for w in wrt]
+            quantities += [
+                Quantity(("hessian", v, w), f"hessian_{v}_{w}", second[v, w], first) for v in wrt for w in wrt
+            ]
         elif operation == "jvp":
             weights = _components(tangent or {}, wrt, "--tangent", "variable")
             for n in names:
                 total = sympy.Add(*(weights[v] * jacobian[n, v] for v in wrt if weights[v]))
-                quantities.append(Quantity(("jvp",) if single else ("jvp", n), "jvp" if single else f"jvp_{n}", total))
+                path, column = (("jvp",), "jvp") if single else (("jvp", n), f"jvp_{n}")
+                quantities.append(Quantity(path, column, total, (value_of[n],)))
         elif operation == "vjp":
             weights = _components(cotangent or {}, names, "--cotangent", "output")
             for v in wrt:
                 total = sympy.Add(*(weights[n] * jacobian[n, v] for n in names if weights[n]))
-                quantities.append(Quantity(("vjp", v), f"vjp_{v}", total))
+                weighted = tuple(value_of[n] for n in names if weights[n])
+                quantities.append(Quantity(("vjp", v), f"vjp_{v}", total, weighted))
         elif operation == "derivative":
-            quantities.append(Quantity(("derivative",), "derivative", jacobian[names[0], wrt]))
+            quantities.append(Quantity(("derivative",), "derivative", jacobian[names[0], wrt], first))
 
     for a in aux:
         if a.name is None:
@@ -170,7 +180,15 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
     with symbolic_time_limit("common subexpression elimination"):
         run = compile([*(q.expr for q in plan.quantities), *indicators], [symbol(v) for v in plan.variables])
     columns = [*(q.column for q in plan.quantities), *(KINK + name for name, _ in plan.kinks)]
-    return lambda values, like: dict(zip(columns, run(values, like)))
+
+    def evaluate(values: Mapping[str, Tensor], like: Tensor) -> dict[str, Tensor]:
+        results = dict(zip(columns, run(values, like)))
+        for q in plan.quantities:  # no derivative where the function itself is not a number
+            for value in q.of:
+                results[q.column] = results[q.column].where(~results[value].isnan(), math.nan)
+        return results
+
+    return evaluate
 
 
 def symbolic(plan: Plan, *, latex: bool = False) -> tuple[dict[str, str], list[str]]:
