@@ -543,7 +543,10 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
 
     if fmt in ("json", "ndjson"):
         lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in rows]
-        text = "\n".join(lines) + "\n" if fmt == "ndjson" else "[\n" + ",\n".join(lines) + "\n]\n"
+        if fmt == "ndjson":
+            text = "".join(line + "\n" for line in lines)
+        else:
+            text = "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
         stream.write(text.encode())
     elif fmt in ("csv", "tsv", "parquet"):
         flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} for r in rows])

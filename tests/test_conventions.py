@@ -88,6 +88,10 @@ def test_check_shows_autograd_leaking_nan_through_a_branch():
     assert code == 5 and not autograd["ok"]
 
 
+def test_check_of_a_constant_has_nothing_to_compare():
+    assert check("2 + 3") == (0, [], "")
+
+
 def test_check_tolerances_follow_the_dtype():
     code, rows, _ = check("exp(x)*cos(y) + x*y**3", "--grid", "x=-1:1:7", "--grid", "y=-1:1:7", "--dtype", "float32")
     assert code == 0 and all(r["ok"] for r in rows)
