@@ -154,8 +154,8 @@ def parse(text: str) -> Parsed:
         raise ExpressionError("empty expression", source=text, position=len(text))
     python, origin = _rewrite(body)
     try:
-        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for 1and: not for users
-            warnings.simplefilter("ignore", SyntaxWarning)
+        with warnings.catch_warnings():  # "invalid decimal literal" (1and), "invalid escape sequence"
+            warnings.simplefilter("ignore")
             tree = ast.parse(python, mode="eval")
     except SyntaxError as e:
         at = len(origin) - 1 if not e.offset else min(e.offset - 1, len(origin) - 1)  # 0: at the end
