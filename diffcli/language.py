@@ -26,7 +26,7 @@ import sympy
 from sympy.codegen import cfunctions
 
 from . import functions
-from .errors import ExpressionError
+from .errors import ExpressionError, UsageError
 
 MAX_LENGTH = 2000  # characters in one expression
 MAX_NODES = 1000  # syntax-tree nodes in one expression
@@ -212,6 +212,14 @@ def symbolic_time_limit(what: str, seconds: float = SYMBOLIC_SECONDS) -> Iterato
         if timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+
+def option_name(name: str, option: str) -> None:
+    """``check_name`` for a name given in an option: a usage error (exit 2)."""
+    try:
+        check_name(name, f"{option} name")
+    except ExpressionError as e:
+        raise UsageError(e.message) from None
 
 
 def _clean(text: str) -> str:

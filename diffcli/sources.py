@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from .errors import DiffcliError, UsageError
-from .language import check_name, parse_number
+from .language import option_name, parse_number
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,32 @@ class Group:
 
     names: tuple[str, ...]
     rows: tuple[tuple[float, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def pick(self, index: np.ndarray) -> np.ndarray:
+        """The points at ``index``, one row each."""
+        return np.array(self.rows, dtype=np.float64).reshape(len(self), len(self.names))[index]
+
+
+@dataclass(frozen=True)
+class Grid(Group):
+    """``count`` evenly spaced values of one name, computed when picked (a grid can be huge)."""
+
+    start: float = 0.0
+    stop: float = 0.0
+    count: int = 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def pick(self, index: np.ndarray) -> np.ndarray:
+        # torch.linspace's rule: step from the start for the first half, from the stop for the rest
+        step = (self.stop - self.start) / (self.count - 1) if self.count > 1 else 0.0
+        first_half = index < self.count // 2
+        values = np.where(first_half, self.start + index * step, self.stop - (self.count - 1 - index) * step)
+        return values.reshape(-1, 1)
 
 
 @dataclass(frozen=True)
@@ -37,15 +63,14 @@ class Points:
         return tuple(n for g in self.groups for n in g.names)
 
     def __len__(self) -> int:
-        return math.prod(len(g.rows) for g in self.groups)
+        return math.prod(len(g) for g in self.groups)
 
     def take(self, index: np.ndarray) -> pl.DataFrame:
         """The points at positions ``index`` of the product, as columns."""
         columns: dict[str, np.ndarray] = {}
         for group in reversed(self.groups):
-            table = np.array(group.rows, dtype=np.float64).reshape(len(group.rows), len(group.names))
-            picked = table[index % len(group.rows)]
-            index = index // len(group.rows)
+            picked = group.pick(index % len(group))
+            index = index // len(group)
             columns.update({n: picked[:, i] for i, n in enumerate(group.names)})
         return pl.DataFrame({n: columns[n] for n in self.names})
 
@@ -66,11 +91,12 @@ class Points:
 
 def points(at: Sequence[str], grid: Sequence[str]) -> Points:
     """Parse ``--at x=1,y=2`` and ``--grid x=0:10:100`` options into their product."""
-    groups: dict[tuple[str, ...], list[tuple[float, ...]]] = {}
+    groups: dict[frozenset[str], tuple[tuple[str, ...], list[tuple[float, ...]]]] = {}
     for text in at:
         assignment = assignments(text, "--at")
-        groups.setdefault(tuple(assignment), []).append(tuple(assignment.values()))
-    result = [Group(names, tuple(rows)) for names, rows in groups.items()]
+        names, rows = groups.setdefault(frozenset(assignment), (tuple(assignment), []))
+        rows.append(tuple(assignment[n] for n in names))
+    result = [Group(names, tuple(rows)) for names, rows in groups.values()]
     result += [_grid(text) for text in grid]
     seen: set[str] = set()
     for group in result:
@@ -92,7 +118,7 @@ def assignments(text: str, option: str) -> dict[str, float]:
         name = name.strip()
         if not equals or not value.strip():
             raise UsageError(f"{option} {text!r}: expected name=value, got {item!r}")
-        _check(name, option)
+        option_name(name, option)
         if name in values:
             raise UsageError(f"{option} {text!r}: {name} is given twice")
         values[name] = _number(value, f"{option} {name}")
@@ -105,7 +131,7 @@ def _grid(text: str) -> Group:
     parts = spec.split(":")
     if not equals or len(parts) != 3:
         raise UsageError(f"--grid {text!r}: expected name=start:stop:count, e.g. x=0:10:100")
-    _check(name, "--grid")
+    option_name(name, "--grid")
     start, stop = (_number(p, f"--grid {name}") for p in parts[:2])
     try:
         count = int(parts[2])
@@ -113,10 +139,7 @@ def _grid(text: str) -> Group:
         count = 0
     if count < 1:
         raise UsageError(f"--grid {text!r}: count must be a positive integer, got {parts[2]!r}")
-    step = (stop - start) / (count - 1) if count > 1 else 0.0
-    # torch.linspace's rule: step from the start for the first half, from the stop for the rest
-    values = [start + i * step if i < count // 2 else stop - (count - 1 - i) * step for i in range(count)]
-    return Group((name,), tuple((v,) for v in values))
+    return Grid((name,), (), start, stop, count)
 
 
 def _split(text: str) -> list[str]:
@@ -129,13 +152,6 @@ def _split(text: str) -> list[str]:
         else:
             current += ch
     return [*items, current]
-
-
-def _check(name: str, option: str) -> None:
-    try:
-        check_name(name, f"{option} name")
-    except DiffcliError as e:
-        raise UsageError(e.message) from None
 
 
 def _number(text: str, what: str) -> float:

@@ -19,7 +19,7 @@ import sympy
 
 from . import functions
 from .errors import ExpressionError, UsageError
-from .language import SYMBOLIC_SECONDS, Parsed, check_name, symbol, symbolic_time_limit
+from .language import SYMBOLIC_SECONDS, Parsed, option_name, symbol, symbolic_time_limit
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -91,7 +91,7 @@ def plan(
     if operation != "derivative":
         wrt = tuple(set_order(wrt))
     for name in wrt:
-        _check_option_name(name, "--wrt")
+        option_name(name, "--wrt")
     single = len(parsed) == 1
 
     quantities: list[Quantity] = []
@@ -226,13 +226,6 @@ def _output_names(parsed: Sequence[Parsed]) -> list[str]:
         if names.count(name) > 1:
             raise ExpressionError(f"output name {name!r} is given twice")
     return names
-
-
-def _check_option_name(name: str, option: str) -> None:
-    try:
-        check_name(name, f"{option} name")
-    except ExpressionError as e:
-        raise UsageError(e.message) from None
 
 
 def _components(given: Mapping[str, float], names: Sequence[str], option: str, kind: str) -> dict[str, float]:

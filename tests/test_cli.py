@@ -75,6 +75,8 @@ def test_non_finite_is_strict_json_null_with_a_note():
 def test_points_combine_as_a_product_and_at_accepts_expressions():
     got = data("value", "x + 10*y", "--at", "x=1", "--at", "x=2", "--at", "y=pi/pi")
     assert [p["value"] for p in got] == [11.0, 12.0]
+    got = data("value", "x - y", "--at", "x=1,y=2", "--at", "y=5,x=3")  # the same names, in any order
+    assert [p["value"] for p in got] == [-1.0, -2.0]
     got = data("value", "x*y", "--grid", "x=0:1:2", "--grid", "y=1:3:3")
     assert [(p["at"]["x"], p["at"]["y"]) for p in got] == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]
 
