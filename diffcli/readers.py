@@ -58,7 +58,8 @@ def input_format(path: str, explicit: str | None, head: bytes) -> str:
 
 @dataclass
 class Reader:
-    """Reads one input in frames; ``numeric`` columns must hold a finite-or-not number in every row."""
+    """Reads one input in frames: first ``header()``, then iterate. ``numeric`` names the columns
+    that must hold a number in every row (the variables)."""
 
     stream: IO[bytes]
     name: str  # the file name used in messages
@@ -70,7 +71,11 @@ class Reader:
     batch_rows: int = 262_144
     skipped: int = 0
     rows: int = 0  # data rows read so far, bad ones included
-    record_keys: list[str] = field(default_factory=list)
+    record_keys: list[str] = field(default_factory=list)  # JSON: the first object's keys
+    names: list[str] = field(default_factory=list, init=False)  # set by header()
+    pending: bytes = field(default=b"", init=False)  # a data line read while looking for the header
+    first: pl.DataFrame | list[object] | None = field(default=None, init=False)  # JSON, Parquet: the first part
+    parts: Iterator[pl.DataFrame | list[object]] = field(default_factory=lambda: iter(()), init=False)
 
     def fail(self, row: int | str | None, column: str | None, problem: str) -> DataError:
         """A data error naming the file, the row (1-based, the header not counted) and the column."""
