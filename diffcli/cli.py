@@ -269,6 +269,30 @@ _check_command.__doc__ = (
 app.command("check")(_check_command)
 
 
+@app.command("run")
+def run_requests(
+    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="NDJSON requests (default: stdin).")] = "-",
+) -> None:
+    """Answer NDJSON requests, one line each, in order, flushed per line: a co-process for scripts.
+
+    Example: echo '{"id": 1, "op": "grad", "expr": "x*y", "at": {"x": 1, "y": 2}}' | diffcli run
+    """
+    with _error_boundary(), contextlib.ExitStack() as stack:
+        from .session import Session
+
+        if source == "-":
+            lines = sys.stdin.buffer
+        else:
+            try:
+                lines = stack.enter_context(open(source, "rb"))  # noqa: SIM115 - closed by the stack
+            except OSError as e:
+                raise DataError(f"{source}: cannot read: {e.strerror}") from None
+        out = sys.stdout.buffer
+        for answer in Session().answers(iter(lines.readline, b"")):
+            out.write(answer)
+            out.flush()
+
+
 @app.command()
 def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")]) -> None:
     """Print the shell completion script.
@@ -358,7 +382,7 @@ def _run(
 
     from . import sinks, sources, transforms
 
-    points = sources.points(at or [], grid or [])
+    points = sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
     plan = transforms.plan(
         operation,
         parsed,
@@ -498,7 +522,7 @@ def _check(
     from . import language, sources, transforms
 
     parsed = [language.parse(t) for t in exprs]
-    points = sources.points(at or [], grid or [])
+    points = sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
     probe = transforms.plan("jacobian", parsed, wrt=[n.strip() for n in wrt.split(",")] if wrt else [])
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(

@@ -8,7 +8,7 @@ names, each ``--grid``, and the rows of an ``--input`` file combine as a cartesi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,15 +89,14 @@ class Points:
         return rows[repeat].hstack(self.take(np.tile(np.arange(len(self)), rows.height)))
 
 
-def points(at: Sequence[str], grid: Sequence[str]) -> Points:
-    """Parse ``--at x=1,y=2`` and ``--grid x=0:10:100`` options into their product."""
+def points(at: Sequence[Mapping[str, float]], grids: Sequence[Group] = ()) -> Points:
+    """The product of the ``--at`` points (those assigning the same names form one list, in any
+    order of the names) and the grids; a name in two groups is a usage error."""
     groups: dict[frozenset[str], tuple[tuple[str, ...], list[tuple[float, ...]]]] = {}
-    for text in at:
-        assignment = assignments(text, "--at")
+    for assignment in at:
         names, rows = groups.setdefault(frozenset(assignment), (tuple(assignment), []))
         rows.append(tuple(assignment[n] for n in names))
-    result = [Group(names, tuple(rows)) for names, rows in groups.values()]
-    result += [_grid(text) for text in grid]
+    result = [Group(names, tuple(rows)) for names, rows in groups.values()] + list(grids)
     seen: set[str] = set()
     for group in result:
         for name in group.names:
@@ -125,7 +124,8 @@ def assignments(text: str, option: str) -> dict[str, float]:
     return values
 
 
-def _grid(text: str) -> Group:
+def grid(text: str) -> Grid:
+    """``x=0:10:100``: 100 values from 0 to 10, ends included."""
     name, equals, spec = text.partition("=")
     name = name.strip()
     parts = spec.split(":")

@@ -1,0 +1,144 @@
+"""``diffcli run``: many requests in one process, one NDJSON line in and one out, in order.
+
+A request names a command and its options as JSON fields, e.g.
+``{"id": 7, "op": "grad", "expr": "x*y", "at": {"x": 1, "y": 2}}``; the answer is the DESIGN §3
+object with the ``id`` first (``{"id": 7, "results": [...]}`` for several points), or
+``{"id": 7, "error": {"code": 3, "message": "..."}}``, after which the stream goes on. Each
+formula is parsed, differentiated and compiled once: a repeated formula at new points costs only
+its evaluation.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import orjson
+import torch
+
+from . import language, pipeline, sinks, sources, transforms
+from .errors import DiffcliError, ExitCode, UsageError
+
+FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
+CACHED = 256  # compiled formulas kept
+
+
+class Session:
+    """Answers requests, keeping the most recently used compiled formulas."""
+
+    def __init__(self) -> None:
+        self.compiled: OrderedDict[bytes, tuple[transforms.Plan, pipeline.Evaluator]] = OrderedDict()
+
+    def answers(self, lines: Iterable[bytes]) -> Iterator[bytes]:
+        for line in lines:
+            if line.strip():
+                yield self.answer(line)
+
+    def answer(self, line: bytes) -> bytes:
+        """One NDJSON line (with its newline) for one request line."""
+        identity: Any = None
+        try:
+            request = orjson.loads(line)
+            if not isinstance(request, dict):
+                raise UsageError("a request must be a JSON object")
+            identity = request.get("id")
+            body = self._evaluate(request)
+        except orjson.JSONDecodeError as e:
+            return _error(identity, ExitCode.USAGE, f"not valid JSON ({e})")
+        except DiffcliError as e:
+            return _error(identity, e.code, e.message, getattr(e, "position", None))
+        except Exception as e:  # a bug: this request's answer says so, the stream goes on
+            return _error(identity, ExitCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+        return b'{"id":' + orjson.dumps(identity) + b"," + body[1:] + b"\n"
+
+    def _evaluate(self, request: dict[str, Any]) -> bytes:
+        unknown = sorted(set(request) - {*FIELDS, "id", "at", "grid", "precision"})
+        if unknown:
+            raise UsageError(f"unknown request field {unknown[0]!r}", hint=f"fields: {', '.join(sorted(FIELDS))}")
+        plan, evaluate = self._compiled(request)
+        points = self._points(request)
+        missing = [v for v in plan.variables if v not in points.names]
+        if missing:
+            raise UsageError(f'no value for {", ".join(missing)} in "at" or "grid"')
+        frame = evaluate(points.take(np.arange(len(points))))
+        layout = sinks.Layout(points.names, [(q.path, q.column) for q in plan.quantities])
+        stream = io.BytesIO()
+        sink = sinks.JsonSink(stream, layout, _precision(request.get("precision")), lines=True)
+        sink.write(frame)
+        objects = stream.getvalue().rstrip(b"\n").split(b"\n")
+        return objects[0] if len(objects) == 1 else b'{"results":[' + b",".join(objects) + b"]}"
+
+    def _compiled(self, request: dict[str, Any]) -> tuple[transforms.Plan, pipeline.Evaluator]:
+        key = orjson.dumps({k: request.get(k) for k in FIELDS}, option=orjson.OPT_SORT_KEYS)
+        if key in self.compiled:
+            self.compiled.move_to_end(key)
+            return self.compiled[key]
+        operation = request.get("op")
+        if operation not in transforms.OPERATIONS:
+            raise UsageError(f"unknown op {operation!r}", hint=f"ops: {', '.join(transforms.OPERATIONS)}")
+        exprs = _strings(request.get("expr"), "expr")
+        aux = request.get("aux") or {}
+        if not isinstance(aux, dict):
+            raise UsageError('"aux" must be an object of name: expression')
+        wrt = request.get("wrt") or []
+        plan = transforms.plan(
+            operation,
+            [language.parse(e) for e in exprs],
+            wrt=wrt.split(",") if isinstance(wrt, str) else _strings(wrt, "wrt", empty=True),
+            aux=[language.Parsed(n, language.parse(str(e)).expr) for n, e in aux.items()],
+            tangent=_numbers(request.get("tangent"), "tangent"),
+            cotangent=_numbers(request.get("cotangent"), "cotangent"),
+            order=request.get("order"),
+        )
+        dtype = {"float64": torch.float64, "float32": torch.float32}.get(request.get("dtype") or "float64")
+        if dtype is None:
+            raise UsageError(f"unknown dtype {request.get('dtype')!r}; expected float64 or float32")
+        compiled = plan, pipeline.Evaluator(plan, {}, dtype, torch.device("cpu"))
+        self.compiled[key] = compiled
+        if len(self.compiled) > CACHED:
+            self.compiled.popitem(last=False)
+        return compiled
+
+    def _points(self, request: dict[str, Any]) -> sources.Points:
+        at = request.get("at") or []
+        assignments = [_numbers(point, "at") or {} for point in ([at] if isinstance(at, dict) else at)]
+        for name in {n for a in assignments for n in a}:
+            language.option_name(name, '"at"')
+        return sources.points(
+            assignments, [sources.grid(text) for text in _strings(request.get("grid") or [], "grid", empty=True)]
+        )
+
+
+def _strings(value: Any, field: str, *, empty: bool = False) -> list[str]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not (values or empty) or not all(isinstance(v, str) for v in values):
+        raise UsageError(f'"{field}" must be a string or a list of strings')
+    return values
+
+
+def _numbers(value: Any, field: str) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise UsageError(f'"{field}" must be an object of name: number')
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _precision(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or not 1 <= value <= 17:
+        raise UsageError('"precision" must be an integer from 1 to 17')
+    return value
+
+
+def _error(identity: Any, code: int, message: str, position: int | None = None) -> bytes:
+    error: dict[str, Any] = {"code": int(code), "message": message}
+    if position is not None:
+        error["position"] = position  # 0-based, in the expression's text
+    return orjson.dumps({"id": identity, "error": error}) + b"\n"

@@ -1,0 +1,98 @@
+"""`diffcli run`: NDJSON requests answered in order, one line each, as the commands would answer."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from diffcli.cli import app
+from diffcli.session import Session
+
+runner = CliRunner()
+
+
+def ask(*requests: object) -> list[dict]:
+    lines = "".join(json.dumps(r) + "\n" if not isinstance(r, str) else r + "\n" for r in requests)
+    result = runner.invoke(app, ["run"], input=lines)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("request_", "args"),
+    [
+        ({"op": "grad", "expr": "x**2*sin(y)", "at": {"x": 1, "y": 2}}, ["grad", "x**2*sin(y)", "--at", "x=1,y=2"]),
+        ({"op": "hessian", "expr": "x*y**2", "at": {"x": 1.5, "y": -2}}, ["hessian", "x*y**2", "--at", "x=1.5,y=-2"]),
+        (
+            {"op": "jacobian", "expr": ["u=x*y", "v=x+y"], "at": {"x": 2, "y": 3}},
+            ["jacobian", "u=x*y", "v=x+y", "--at", "x=2,y=3"],
+        ),
+        (
+            {"op": "vjp", "expr": ["u=x*y", "v=x+y"], "at": {"x": 2, "y": 3}, "cotangent": {"u": 1}},
+            ["vjp", "u=x*y", "v=x+y", "--at", "x=2,y=3", "--cotangent", "u=1"],
+        ),
+        (
+            {"op": "derivative", "expr": "x**3*y", "wrt": "x,x,y", "at": {"x": 2, "y": 5}},
+            ["derivative", "x**3*y", "--wrt", "x,x,y", "--at", "x=2,y=5"],
+        ),
+        (
+            {"op": "grad", "expr": "x*x", "at": {"x": 2}, "aux": {"cube": "x**3"}, "precision": 3},
+            ["grad", "x*x", "--at", "x=2", "--aux", "cube=x**3", "--precision", "3"],
+        ),
+    ],
+)
+def test_answers_are_what_the_command_prints(request_, args):
+    (answer,) = ask({"id": 7, **request_})
+    expected = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    assert answer == {"id": 7, **expected}
+    assert list(answer)[0] == "id"
+
+
+def test_several_points_and_grids():
+    (answer,) = ask({"id": "g", "op": "value", "expr": "x*y", "grid": ["x=0:1:3"], "at": {"y": 2}})
+    assert [r["value"] for r in answer["results"]] == [0.0, 1.0, 2.0]
+    (answer,) = ask({"op": "value", "expr": "x", "at": [{"x": 1}, {"x": 2}]})
+    assert answer["id"] is None and [r["value"] for r in answer["results"]] == [1.0, 2.0]
+
+
+def test_bad_requests_get_error_objects_and_the_stream_goes_on():
+    answers = ask(
+        "not json",
+        {"id": 1, "op": "grad", "expr": "x +* 2", "at": {"x": 1}},
+        {"id": 2, "op": "grad", "expr": "x*y", "at": {"x": 1}},
+        {"id": 3, "op": "nope", "expr": "x"},
+        {"id": 4, "op": "grad", "expr": "x", "at": {"x": "one"}},
+        {"id": 5, "op": "grad", "expr": "__import__('os').system('id')", "at": {}},
+        {"id": 6, "op": "grad", "expr": "x", "at": {"x": 1}, "surprise": True},
+        [1, 2],
+        {"id": 7, "op": "grad", "expr": "x*x", "at": {"x": 3}},
+    )
+    codes = [a.get("error", {}).get("code") for a in answers]
+    assert codes == [2, 3, 2, 2, 2, 3, 2, 2, None]
+    assert answers[1]["error"]["position"] == 3 and answers[2]["error"]["message"].startswith("no value for y")
+    assert answers[-1] == {"id": 7, "at": {"x": 3.0}, "value": 9.0, "grad": {"x": 6.0}}
+
+
+def test_a_formula_is_compiled_once():
+    session = Session()
+    for x in range(5):
+        session.answer(json.dumps({"op": "grad", "expr": "sin(x)", "at": {"x": x}}).encode())
+    session.answer(json.dumps({"op": "grad", "expr": "cos(x)", "at": {"x": 1}}).encode())
+    assert len(session.compiled) == 2
+
+
+def test_a_co_process_gets_each_answer_before_the_next_question():
+    command = [sys.executable, "-m", "diffcli", "run"]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        for x in (1, 2):
+            proc.stdin.write(json.dumps({"id": x, "op": "grad", "expr": "x*x", "at": {"x": x}}).encode() + b"\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], 60)
+            assert ready and json.loads(proc.stdout.readline())["grad"] == {"x": 2.0 * x}
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
