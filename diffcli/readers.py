@@ -90,7 +90,10 @@ class Reader:
             if not line.strip():
                 raise self.fail(None, None, "is empty: expected a header line")
             self.pending = line if self.columns is not None else b""  # without a header: data
-            names = list(self.columns or next(csv.reader([self._text(line, None)], delimiter=self.separator)))
+            try:
+                names = list(self.columns or next(csv.reader([self._text(line, None)], delimiter=self.separator)))
+            except csv.Error as e:
+                raise self.fail("header", None, f"is not valid CSV ({e})") from None
         else:
             self.parts = self._structured()  # frames of Parquet, lists of JSON objects
             self.first = next(self.parts, None)
@@ -178,7 +181,14 @@ class Reader:
         """The block again, row by row, for the exact place of each problem."""
         text = self._text(block, self.rows)
         good: dict[str, list[object]] = {n: [] for n in self.names}
-        for record in csv.reader(io.StringIO(text, newline=""), delimiter=self.separator):
+        records = csv.reader(io.StringIO(text, newline=""), delimiter=self.separator)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                raise self.fail(self.rows + 1, None, f"is not valid CSV ({e})") from None
             if not record:
                 continue
             self.rows += 1
