@@ -1,5 +1,5 @@
-"""``python -m diffcli``."""
+"""``python -m diffcli``: through the warm server if one runs, else cold."""
 
-from .cli import main
+from .client import main
 
 main()
