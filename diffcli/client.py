@@ -71,10 +71,14 @@ def through_server(args: list[str]) -> int | None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] != ["serve"] and not os.environ.get("DIFFCLI_NO_SERVER"):
-        code = through_server(args)
-        if code is not None:
-            os._exit(code)
-    from .cli import main as cold
+    try:
+        if args[:1] != ["serve"] and not os.environ.get("DIFFCLI_NO_SERVER"):
+            code = through_server(args)
+            if code is not None:
+                os._exit(code)
+        from .cli import main as cold
 
-    cold()
+        cold()
+    except KeyboardInterrupt:  # before any command started: still no traceback
+        sys.stderr.write("diffcli: interrupted\n")
+        os._exit(130)
