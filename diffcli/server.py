@@ -154,22 +154,22 @@ def _run_as(header: dict, fds: list[int]) -> int:  # type: ignore[type-arg]
 @contextlib.contextmanager
 def _interruptible(connection: socket.socket) -> Iterator[None]:
     """While the command runs, a word (or the client's disappearance) interrupts it like Ctrl-C."""
-    done = threading.Event()
+    wake_read, wake_write = os.pipe()  # wakes the watcher the moment the command ends
 
     def watch() -> None:
-        while not done.is_set():
-            if select.select([connection], [], [], 0.05)[0]:
-                if not done.is_set():
-                    _thread.interrupt_main()
-                return
+        ready = select.select([connection, wake_read], [], [])[0]
+        if connection in ready and wake_read not in ready:
+            _thread.interrupt_main()
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
         yield
     finally:
-        done.set()
+        os.write(wake_write, b"x")
         watcher.join()
+        os.close(wake_read)
+        os.close(wake_write)
 
 
 def _warm_up() -> None:

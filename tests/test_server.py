@@ -125,3 +125,13 @@ def test_the_private_folder_in_tmp(tmp_path):
         assert stat.S_IMODE((folder / "diffcli.sock").stat().st_mode) == 0o600
     finally:
         assert diffcli("serve", "--stop", env=env).returncode == 0
+
+
+@pytest.mark.skipif(
+    os.getuid() != 0 or not os.access("/usr/bin/python3", os.X_OK), reason="needs root and a system python"
+)
+def test_another_user_cannot_connect(served):
+    path = str(Path(served["XDG_RUNTIME_DIR"]) / "diffcli.sock")
+    code = f"import socket; socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET).connect({path!r})"
+    proc = subprocess.run(["/usr/bin/python3", "-c", code], user=65534, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "PermissionError" in proc.stderr
