@@ -189,7 +189,7 @@ def test_light_paths_import_neither_torch_nor_sympy(args):
     assert proc.returncode == 0 and proc.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "typer" in imported  # the check sees imports at all
-    assert not imported & {"torch", "sympy", "numpy", "polars"}
+    assert not imported & {"torch", "sympy", "numpy", "polars", "rich"}
 
 
 def test_version(cli):
@@ -214,3 +214,20 @@ def test_tab_completion_answers(tmp_path):
     }
     proc = subprocess.run([sys.executable, "-m", "diffcli"], env=env, capture_output=True, text=True, timeout=60)
     assert "grad" in proc.stdout
+
+
+def test_a_tab_press_imports_neither_torch_nor_sympy():
+    env = {
+        **os.environ,
+        "_DIFFCLI_COMPLETE": "complete_bash",
+        "_TYPER_COMPLETE_ARGS": "diffcli gr",
+        "COMP_WORDS": "diffcli gr",
+        "COMP_CWORD": "1",
+        "DIFFCLI_NO_SERVER": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "diffcli"], env=env, capture_output=True, text=True, timeout=60
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "grad" in proc.stdout and "typer" in imported
+    assert not imported & {"torch", "sympy", "numpy", "polars", "rich"}
