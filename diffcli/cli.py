@@ -56,147 +56,44 @@ def _parameter(name: str, annotation: Any, default: Any = inspect.Parameter.empt
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
 
-_Names = str | None
+def _option(name: str, kind: Any, default: Any, *flags: str, **settings: Any) -> inspect.Parameter:
+    """A command-line option as a parameter of the generated command signatures."""
+    return _parameter(name, Annotated[kind, typer.Option(*flags, **settings)], default)
+
+
+_Text = str | None
 _Many = list[str] | None
 EXPRESSIONS = _parameter(
     "exprs",
-    Annotated[
-        list[str], typer.Argument(metavar="EXPR...", help="Expressions, optionally named: f=x**2.", show_default=False)
-    ],
+    Annotated[list[str], typer.Argument(metavar="EXPR...", help="Expressions, optionally named: f=x**2.")],
 )
 EXPRESSION = _parameter(
-    "exprs",
-    Annotated[str, typer.Argument(metavar="EXPR", help="The expression, e.g. 'x**2*sin(y)'.", show_default=False)],
+    "exprs", Annotated[str, typer.Argument(metavar="EXPR", help="The expression, e.g. 'x**2*sin(y)'.")]
 )
 COMMON = [
-    _parameter(
-        "at",
-        Annotated[_Many, typer.Option("--at", metavar="NAME=VALUE,...", help="A point; repeat for a list of points.")],
-        None,
-    ),
-    _parameter(
-        "grid",
-        Annotated[
-            _Many,
-            typer.Option("--grid", metavar="NAME=START:STOP:COUNT", help="COUNT evenly spaced values, ends included."),
-        ],
-        None,
-    ),
-    _parameter(
-        "aux",
-        Annotated[
-            _Many,
-            typer.Option("--aux", metavar="NAME=EXPR", help="An auxiliary output, evaluated, not differentiated."),
-        ],
-        None,
-    ),
-    _parameter("device", Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")], "auto"),
-    _parameter("dtype", Annotated[str, typer.Option("--dtype", help="float64 or float32.")], "float64"),
-    _parameter(
-        "fmt", Annotated[str, typer.Option("--format", "-f", help="auto, table, csv, tsv, json or ndjson.")], "auto"
-    ),
-    _parameter(
-        "output",
-        Annotated[
-            str | None,
-            typer.Option(
-                "--output", "-o", metavar="FILE", help="Write here instead of stdout; written whole or not at all."
-            ),
-        ],
-        None,
-    ),
-    _parameter(
-        "precision",
-        Annotated[
-            int | None,
-            typer.Option("--precision", metavar="DIGITS", help="Significant digits (default: all that round-trip)."),
-        ],
-        None,
-    ),
-    _parameter(
-        "symbolic", Annotated[bool, typer.Option("--symbolic", help="Also print each formula, simplified.")], False
-    ),
-    _parameter("latex", Annotated[bool, typer.Option("--latex", help="Also print each formula as LaTeX.")], False),
-    _parameter(
-        "input",
-        Annotated[
-            str | None,
-            typer.Option("--input", "-i", metavar="FILE|-", help="Evaluate at every row of a file (- is stdin)."),
-        ],
-        None,
-    ),
-    _parameter(
-        "input_format",
-        Annotated[
-            str | None,
-            typer.Option("--input-format", help="csv, tsv, json, ndjson or parquet (default: from the extension)."),
-        ],
-        None,
-    ),
-    _parameter(
-        "no_header",
-        Annotated[bool, typer.Option("--no-header", help="The input has no header line; see --columns.")],
-        False,
-    ),
-    _parameter(
-        "columns",
-        Annotated[str | None, typer.Option("--columns", metavar="A,B", help="Names of the input's columns.")],
-        None,
-    ),
-    _parameter(
-        "mapping",
-        Annotated[
-            _Many, typer.Option("--map", metavar="VAR=COLUMN", help="Take variable VAR from input column COLUMN.")
-        ],
-        None,
-    ),
-    _parameter(
-        "delimiter",
-        Annotated[str | None, typer.Option("--delimiter", metavar="CHAR", help="The input's field separator.")],
-        None,
-    ),
-    _parameter(
-        "skip_bad_rows",
-        Annotated[bool, typer.Option("--skip-bad-rows", help="Skip bad input rows (counted on stderr).")],
-        False,
-    ),
-    _parameter(
-        "batch_size",
-        Annotated[int, typer.Option("--batch-size", help="Points evaluated and written at a time.")],
-        65536,
-    ),
+    _option("at", _Many, None, "--at", metavar="NAME=VALUE,...", help="A point; repeat for a list of points."),
+    _option("grid", _Many, None, "--grid", metavar="NAME=START:STOP:COUNT", help="COUNT values, ends included."),
+    _option("aux", _Many, None, "--aux", metavar="NAME=EXPR", help="An auxiliary output, not differentiated."),
+    _option("device", str, "auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    _option("dtype", str, "float64", "--dtype", help="float64 or float32."),
+    _option("fmt", str, "auto", "--format", "-f", help="auto, table, csv, tsv, json, ndjson or parquet."),
+    _option("output", _Text, None, "--output", "-o", metavar="FILE", help="Write here, whole or not at all."),
+    _option("precision", int | None, None, "--precision", metavar="DIGITS", help="Significant digits to write."),
+    _option("symbolic", bool, False, "--symbolic", help="Also print each formula, simplified."),
+    _option("latex", bool, False, "--latex", help="Also print each formula as LaTeX."),
+    _option("input", _Text, None, "--input", "-i", metavar="FILE|-", help="Evaluate at every row of a file."),
+    _option("input_format", _Text, None, "--input-format", help="csv, tsv, json, ndjson or parquet."),
+    _option("no_header", bool, False, "--no-header", help="The input has no header line; see --columns."),
+    _option("columns", _Text, None, "--columns", metavar="A,B", help="Names of the input's columns."),
+    _option("mapping", _Many, None, "--map", metavar="VAR=COLUMN", help="Take VAR from input column COLUMN."),
+    _option("delimiter", _Text, None, "--delimiter", metavar="CHAR", help="The input's field separator."),
+    _option("skip_bad_rows", bool, False, "--skip-bad-rows", help="Skip bad input rows, counted on stderr."),
+    _option("batch_size", int, 65_536, "--batch-size", help="Rows read, computed and written at a time."),
 ]
-WRT = _parameter(
-    "wrt",
-    Annotated[
-        _Names,
-        typer.Option(
-            "--wrt", metavar="X,Y", help="Differentiate with respect to these (default: every variable, sorted)."
-        ),
-    ],
-    None,
-)
-TANGENT = _parameter(
-    "tangent",
-    Annotated[
-        _Names,
-        typer.Option("--tangent", metavar="X=1,Y=0", help="The tangent vector v of J·v; missing components are 0."),
-    ],
-    None,
-)
-COTANGENT = _parameter(
-    "cotangent",
-    Annotated[
-        _Names,
-        typer.Option("--cotangent", metavar="F=1", help="The cotangent vector u of uᵀJ; missing components are 0."),
-    ],
-    None,
-)
-ORDER = _parameter(
-    "order",
-    Annotated[int | None, typer.Option("--order", metavar="N", help="With one --wrt variable: the N-th derivative.")],
-    None,
-)
+WRT = _option("wrt", _Text, None, "--wrt", metavar="X,Y", help="Differentiate with respect to these (default: all).")
+TANGENT = _option("tangent", _Text, None, "--tangent", metavar="X=1,Y=0", help="v of J·v; missing components are 0.")
+COTANGENT = _option("cotangent", _Text, None, "--cotangent", metavar="F=1", help="u of uᵀJ; missing components are 0.")
+ORDER = _option("order", int | None, None, "--order", metavar="N", help="With one --wrt variable: the N-th derivative.")
 
 COMMANDS = {
     "value": ([EXPRESSIONS], "Values of expressions.\n\nExample: diffcli value 'hypot(x, y)' --at x=3,y=4"),
@@ -243,15 +140,9 @@ for _operation, (_parameters, _doc) in COMMANDS.items():
 
 
 CHECK_OPTIONS = [
-    _parameter("order", Annotated[int, typer.Option("--order", help="1: the gradient; 2: also the Hessian.")], 1),
-    _parameter(
-        "rtol",
-        Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: √eps/10 of the dtype).")],
-        None,
-    ),
-    _parameter(
-        "atol", Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: as --rtol).")], None
-    ),
+    _option("order", int, 1, "--order", help="1: the gradient; 2: also the Hessian."),
+    _option("rtol", float | None, None, "--rtol", help="Relative tolerance (default: sqrt(eps)/10 of the dtype)."),
+    _option("atol", float | None, None, "--atol", help="Absolute tolerance (default: as --rtol)."),
 ]
 
 

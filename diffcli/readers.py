@@ -68,7 +68,7 @@ class Reader:
     columns: Sequence[str] | None = None  # names for a file without a header
     delimiter: str | None = None
     skip_bad: bool = False
-    batch_rows: int = 262_144
+    batch_rows: int = 65_536
     skipped: int = 0
     rows: int = 0  # data rows read so far, bad ones included
     record_keys: list[str] = field(default_factory=list)  # JSON: the first object's keys

@@ -157,8 +157,8 @@ def _interruptible(connection: socket.socket) -> Iterator[None]:
     wake_read, wake_write = os.pipe()  # wakes the watcher the moment the command ends
 
     def watch() -> None:
-        ready = select.select([connection, wake_read], [], [])[0]
-        if connection in ready and wake_read not in ready:
+        ready = select.select([connection.fileno(), wake_read], [], [])[0]
+        if connection.fileno() in ready and wake_read not in ready:
             _thread.interrupt_main()
 
     watcher = threading.Thread(target=watch, daemon=True)
