@@ -309,13 +309,13 @@ def _run(
         raise UsageError("--no-header and --columns go together: --no-header --columns x,y")
     if delimiter is not None and len(delimiter) != 1:
         raise UsageError(f"--delimiter must be one character, got {delimiter!r}")
-    fmt = _format(fmt, output, input)
 
-    from . import language
+    from . import language  # SymPy: the expression is checked before polars and torch are loaded
 
     texts = [exprs] if isinstance(exprs, str) else exprs
     parsed = [language.parse(t) for t in texts]
     auxiliary = [language.parse(a) for a in aux or []]
+    fmt = _format(fmt, output, input)
 
     from . import sinks, sources, transforms
 
