@@ -1,0 +1,40 @@
+"""The README's examples are real: each `$ diffcli ...` line of its console blocks is run, and what
+it prints (stdout, then stderr) must be what the README shows. Lines with `...` are abridged, the
+`serve` block needs a server, and `cat` only shows a file: those are skipped."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parent.parent / "README.md"
+FILES = {"pts.csv": "x,y,label\n0.5,3,a\n-1.25,0.125,b\n2,-4.5,c\n", "bad.csv": "x,y\n1,2\n3,oops\n"}
+
+
+def examples() -> list[tuple[str, str]]:
+    found = []
+    for block in re.findall(r"```console\n(.*?)```", README.read_text(), re.S):
+        for part in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            lines = part.split("\n")
+            command, rest = lines[0], lines[1:]
+            while command.endswith("\\"):
+                command, rest = command[:-1] + rest[0].strip(), rest[1:]
+            shown = "\n".join(rest).rstrip("\n")
+            if "serve" not in command and "..." not in shown and not command.startswith("cat "):
+                found.append((command, shown))
+    return found
+
+
+@pytest.mark.parametrize(("command", "shown"), examples(), ids=lambda v: v[:50] if isinstance(v, str) else "")
+def test_readme_example(tmp_path, command, shown):
+    for name, content in FILES.items():
+        (tmp_path / name).write_text(content)
+    line = re.sub(r"\bdiffcli\b(?= )", f"{sys.executable} -m diffcli", command, count=0)
+    env = {**os.environ, "DIFFCLI_NO_SERVER": "1"}
+    got = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert (got.stdout + got.stderr).rstrip("\n") == shown
