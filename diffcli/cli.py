@@ -163,6 +163,34 @@ _check_command.__doc__ = (
 app.command("check")(_check_command)
 
 
+SCAN_OPTIONS = [
+    _option("init", str, ..., "--init", metavar="X=0.2,V=1", help="The initial state."),
+    _option("steps", int, ..., "--steps", metavar="N", help="How many times the update is applied."),
+    _option("outputs", _Many, None, "--output-expr", metavar="NAME=EXPR", help="Outputs of the final state."),
+    _option("trajectory", bool, False, "--trajectory", help="Report every step, not only the last."),
+]
+
+
+def _scan_command(**options: Any) -> None:
+    with _error_boundary():
+        _scan(**options)
+
+
+_scan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        _parameter("updates", Annotated[list[str], typer.Argument(metavar="UPDATE...", help="x = r*x*(1-x), ...")]),
+        WRT,
+        *SCAN_OPTIONS,
+        *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex")),
+    ]
+)
+_scan_command.__doc__ = (
+    "Iterate a map and differentiate the outputs with respect to parameters and initial values (x0).\n\n"
+    "Example: diffcli scan 'x = r*x*(1-x)' --init x=0.2 --steps 50 --at r=2.8 --wrt r,x0"
+)
+app.command("scan")(_scan_command)
+
+
 @app.command("run")
 def run_requests(
     source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="NDJSON requests (default: stdin).")] = "-",
@@ -429,6 +457,83 @@ def _sources(  # type: ignore[no-untyped-def]
             hint=f"give it with --at {missing[0]}=VALUE" + (f" or --map {missing[0]}=COLUMN" if reader else ""),
         )
     return reader, from_file, [*(reader.names if reader else []), *points.names]
+
+
+def _scan(
+    *,
+    updates: list[str],
+    wrt: str | None,
+    init: str,
+    steps: int,
+    outputs: list[str] | None,
+    trajectory: bool,
+    at: list[str] | None,
+    grid: list[str] | None,
+    device: str,
+    dtype: str,
+    fmt: str,
+    output: str | None,
+    precision: int | None,
+    input: str | None,
+    input_format: str | None,
+    no_header: bool,
+    columns: str | None,
+    mapping: list[str] | None,
+    delimiter: str | None,
+    skip_bad_rows: bool,
+    batch_size: int,
+) -> None:
+    """``diffcli scan``: the points as for every command, one run of the recurrence per point."""
+    if steps < 0:
+        raise UsageError(f"--steps must be 0 or more, got {steps}")
+    if dtype not in ("float64", "float32"):
+        raise UsageError(f"unknown --dtype {dtype!r}; expected float64 or float32")
+    from . import language
+
+    parsed = [language.parse(u) for u in updates]
+    results = [language.parse(o) for o in outputs or []]
+    if any(r.name is None for r in results):
+        raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
+    fmt = _format(fmt, output, input)
+    from . import sinks, sources
+    from .scan import Scan
+
+    points = sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
+    with language.symbolic_time_limit("scan (symbolic differentiation)"):
+        recurrence = Scan(
+            parsed,
+            sources.assignments(init, "--init"),
+            outputs=results,
+            wrt=[n.strip() for n in wrt.split(",")] if wrt else [],
+        )
+    with contextlib.ExitStack() as stack:
+        reader, from_file, coordinates = _sources(
+            stack, recurrence, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
+        )
+        if from_file and any(v != c for v, c in from_file.items()):
+            raise UsageError("scan takes parameters from columns of their own names; --map is not supported here")
+        import torch
+
+        from . import lower, pipeline
+
+        torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+        try:
+            target = lower.device(device, torch_dtype)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if target.type == "cpu":
+            torch.set_num_threads(1)
+        layout = sinks.Layout([*coordinates, *(["step"] if trajectory else [])], recurrence.columns)
+        stream = stack.enter_context(_destination(output))
+        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
+        frames = pipeline.ahead(points.frames(batch_size) if reader is None else map(points.cross, reader))
+        for frame in _progress(frames):
+            for result in recurrence.run(frame, steps, trajectory=trajectory, dtype=torch_dtype, device=target):
+                sink.write(result)
+        sink.close()
+    for column, bad in sink.non_finite.items():
+        shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
+        sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {shown})\n")
 
 
 def _check(

@@ -1,0 +1,123 @@
+"""`diffcli scan`: derivatives through recurrences against an independent loop, finite differences
+and the closed form of a linear map."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import sympy
+from typer.testing import CliRunner
+
+from diffcli.cli import app
+
+runner = CliRunner()
+
+
+def scan(*args: str) -> dict:
+    result = runner.invoke(app, ["scan", *args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def logistic(r: float, x0: float, steps: int) -> tuple[float, float, float]:
+    """The logistic map and its derivatives by hand: an independent reference."""
+    x, dr, dx0 = x0, 0.0, 1.0
+    for _ in range(steps):
+        x, dr, dx0 = r * x * (1 - x), x * (1 - x) + r * (1 - 2 * x) * dr, r * (1 - 2 * x) * dx0
+    return x, dr, dx0
+
+
+def test_logistic_map_matches_a_hand_written_loop_and_finite_differences():
+    got = scan("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8", "--wrt", "r,x0")
+    x, dr, dx0 = logistic(2.8, 0.2, 50)
+    assert got["value"] == pytest.approx(x, rel=1e-12)
+    assert got["grad"]["r"] == pytest.approx(dr, rel=1e-9)
+    assert got["grad"]["x0"] == pytest.approx(dx0, rel=1e-9)
+    h = 1e-6
+    fd_r = (logistic(2.8 + h, 0.2, 50)[0] - logistic(2.8 - h, 0.2, 50)[0]) / (2 * h)
+    assert got["grad"]["r"] == pytest.approx(fd_r, rel=1e-6)
+
+
+def test_euler_oscillator_matches_the_analytic_sensitivities_of_the_discrete_map():
+    steps, h0 = 10_000, 0.001
+    got = scan("x = x + h*v", "v = v - h*x", "--init", "x=1,v=0.5", "--steps", str(steps), "--at", f"h={h0}")
+    h, x0, v0 = sympy.symbols("h x0 v0")
+    # [[1, h], [-h, 1]] is rho times a rotation by theta: its N-th power in closed form
+    rho, theta = sympy.sqrt(1 + h**2), sympy.atan(h)
+    x = rho**steps * (x0 * sympy.cos(steps * theta) + v0 * sympy.sin(steps * theta))
+    v = rho**steps * (v0 * sympy.cos(steps * theta) - x0 * sympy.sin(steps * theta))
+    at = {h: sympy.Rational(1, 1000), x0: 1, v0: sympy.Rational(1, 2)}
+    for name, exact in (("x", x), ("v", v)):
+        assert got["value"][name] == pytest.approx(float(exact.subs(at).evalf(30)), rel=1e-9)
+        for variable, column in ((h, "h"), (x0, "x0"), (v0, "v0")):
+            derivative = float(sympy.diff(exact, variable).subs(at).evalf(30))
+            assert got["jacobian"][name][column] == pytest.approx(derivative, rel=1e-9), (name, column)
+
+
+def test_outputs_trajectory_and_rows():
+    got = scan("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8", "--output-expr", "loss=(x-0.5)**2")
+    x, dr, _ = logistic(2.8, 0.2, 50)
+    assert got["value"] == pytest.approx((x - 0.5) ** 2) and got["grad"]["r"] == pytest.approx(2 * (x - 0.5) * dr)
+    result = runner.invoke(
+        app,
+        [
+            "scan",
+            "x = r*x*(1-x)",
+            "--init",
+            "x=0.2",
+            "--steps",
+            "3",
+            "--grid",
+            "r=1:2:2",
+            "--trajectory",
+            "--format",
+            "csv",
+        ],
+    )
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    # step by step, as lax.scan's ys: every run's step 0, then every run's step 1, ...
+    assert [(r["r"], r["step"]) for r in rows] == [(a, str(s)) for s in range(4) for a in ("1.0", "2.0")]
+    assert float(rows[6]["value"]) == pytest.approx(logistic(1.0, 0.2, 3)[0])
+
+
+def test_every_row_of_a_file_is_its_own_run(tmp_path):
+    source = tmp_path / "params.csv"
+    source.write_text("r,label\n2.5,a\n3.1,b\n")
+    result = runner.invoke(
+        app,
+        [
+            "scan",
+            "x = r*x*(1-x)",
+            "--init",
+            "x=0.2",
+            "--steps",
+            "20",
+            "--input",
+            str(source),
+            "--wrt",
+            "r",
+            "--format",
+            "csv",
+        ],
+    )
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    for row, r in zip(rows, (2.5, 3.1)):
+        assert float(row["grad_r"]) == pytest.approx(logistic(r, 0.2, 20)[1], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["x = r*x", "--init", "y=1", "--steps", "3", "--at", "r=1"], "initial value for x"),
+        (["x = r*x", "--init", "x=1", "--steps", "3", "--at", "r=1", "--wrt", "q"], "neither a parameter"),
+        (["r*x", "--init", "x=1", "--steps", "3", "--at", "r=1"], "assigns a state"),
+        (["x = r*x", "--init", "x=1", "--steps", "3"], "no value for r"),
+        (["x = r*x", "--init", "x=1", "--steps", "-1", "--at", "r=1"], "--steps"),
+    ],
+)
+def test_usage_errors(args, needle):
+    result = runner.invoke(app, ["scan", *args])
+    assert result.exit_code == 2 and needle in result.stderr
