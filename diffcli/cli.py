@@ -531,6 +531,9 @@ def _scan(
             for result in recurrence.run(frame, steps, trajectory=trajectory, dtype=torch_dtype, device=target):
                 sink.write(result)
         sink.close()
+    note = recurrence.conditioning(torch_dtype)
+    if note:
+        sys.stderr.write(f"diffcli: note: {note}\n")
     for column, bad in sink.non_finite.items():
         shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
         sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {shown})\n")

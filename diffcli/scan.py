@@ -10,6 +10,7 @@ derivatives come from the last state, or from every state with ``trajectory``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -89,6 +90,7 @@ class Scan:
         self._step = lower.compile(step, inputs)
         self._report = lower.compile(report, inputs)
         self._carried = [s for s in self.states] + [sensitivities[s, t].name for s in self.states for t in self.wrt]
+        self.growth = 0.0  # the largest |d state / d initial value| seen: how much rounding errors grow
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -111,8 +113,26 @@ class Scan:
             for k in range(steps + 1):
                 if trajectory or k == steps:
                     yield self._reported(frame, values, like, k if trajectory else None)
+                    self._measure_growth(values)
                 if k < steps:
                     values.update(zip(self._carried, self._step(values, like)))
+
+    def _measure_growth(self, values: Mapping[str, torch.Tensor]) -> None:
+        for s in self.states:
+            for t in (f"{u}0" for u in self.states if f"{u}0" in self.wrt):
+                growth = values[_sensitivity(s, t).name].abs().nan_to_num(nan=0.0).max()
+                self.growth = max(self.growth, float(growth))
+
+    def conditioning(self, dtype: torch.dtype) -> str | None:
+        """A note when the map amplifies perturbations enough to cost digits: rounding errors of
+        each step grow like the derivatives with respect to the initial state."""
+        if self.growth < 1e3:
+            return None
+        digits = max(0, int(-math.log10(self.growth * torch.finfo(dtype).eps)))
+        return (
+            f"perturbations of the initial state grew by up to {self.growth:.1e}: expect about {digits} "
+            "correct digits in the results"
+        )
 
     def _reported(
         self, frame: pl.DataFrame, values: dict[str, torch.Tensor], like: torch.Tensor, step: int | None

@@ -122,3 +122,14 @@ def test_every_row_of_a_file_is_its_own_run(tmp_path):
 def test_usage_errors(args, needle):
     result = runner.invoke(app, ["scan", *args])
     assert result.exit_code == 2 and needle in result.stderr
+
+
+def test_a_chaotic_map_says_how_many_digits_to_expect():
+    result = runner.invoke(
+        app, ["scan", "x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=3.7", "--format", "json"]
+    )
+    assert result.exit_code == 0 and "expect about" in result.stderr
+    digits = int(result.stderr.split("expect about ")[1].split()[0])
+    assert 5 <= digits <= 11  # derivatives grow like e^(0.35*50) ~ 4e7: about 8 digits left of 16
+    calm = runner.invoke(app, ["scan", "x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8"])
+    assert "expect about" not in calm.stderr
