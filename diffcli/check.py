@@ -79,7 +79,6 @@ class Checker:
         self.symbolic = [transforms.evaluator(p) for p in self.plans]
         self.values = [lower.compile([p.quantities[0].expr], [symbol(v) for v in self.variables]) for p in self.plans]
         self.found: dict[tuple[str, str, str], Disagreement] = {}
-        torch.set_num_threads(1)
 
     def add(self, frame: pl.DataFrame, columns: Mapping[str, str]) -> None:
         """Compare the engines at every point of ``frame`` (``columns`` maps variables to frame columns)."""

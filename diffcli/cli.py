@@ -333,8 +333,6 @@ def _run(
         raise UsageError(f"--precision must be between 1 and 17, got {precision}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {batch_size}")
-    if dtype not in ("float64", "float32"):
-        raise UsageError(f"unknown --dtype {dtype!r}; expected float64 or float32")
     if no_header != (columns is not None):
         raise UsageError("--no-header and --columns go together: --no-header --columns x,y")
     if delimiter is not None and len(delimiter) != 1:
@@ -349,7 +347,7 @@ def _run(
 
     from . import sinks, sources, transforms
 
-    points = sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
+    points = _points(at, grid)
     plan = transforms.plan(
         operation,
         parsed,
@@ -372,15 +370,7 @@ def _run(
 
         frames = pipeline.ahead(points.frames(batch_size) if reader is None else map(points.cross, reader))
 
-        import torch
-
-        from . import lower
-
-        torch_dtype = torch.float64 if dtype == "float64" else torch.float32
-        try:
-            target = lower.device(device, torch_dtype)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        torch_dtype, target = _torch(dtype, device)
         compute = pipeline.Evaluator(plan, from_file, torch_dtype, target)
         layout = sinks.Layout(coordinates, [(q.path, q.column) for q in plan.quantities], formulas)
         stream = stack.enter_context(_destination(output))
@@ -396,9 +386,7 @@ def _run(
                 f"diffcli: note: {label} is not differentiable at {count} of {sink.rows} points (a kink, tie, jump "
                 "or branch boundary); the derivatives there follow the conventions in the README\n"
             )
-    for column, bad in sink.non_finite.items():
-        shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
-        sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {shown})\n")
+    _non_finite_notes(sink, fmt)
 
 
 def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
@@ -486,8 +474,6 @@ def _scan(
     """``diffcli scan``: the points as for every command, one run of the recurrence per point."""
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
-    if dtype not in ("float64", "float32"):
-        raise UsageError(f"unknown --dtype {dtype!r}; expected float64 or float32")
     from . import language
 
     parsed = [language.parse(u) for u in updates]
@@ -498,7 +484,7 @@ def _scan(
     from . import sinks, sources
     from .scan import Scan
 
-    points = sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
+    points = _points(at, grid)
     with language.symbolic_time_limit("scan (symbolic differentiation)"):
         recurrence = Scan(
             parsed,
@@ -512,17 +498,9 @@ def _scan(
         )
         if from_file and any(v != c for v, c in from_file.items()):
             raise UsageError("scan takes parameters from columns of their own names; --map is not supported here")
-        import torch
+        from . import pipeline
 
-        from . import lower, pipeline
-
-        torch_dtype = torch.float64 if dtype == "float64" else torch.float32
-        try:
-            target = lower.device(device, torch_dtype)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if target.type == "cpu":
-            torch.set_num_threads(1)
+        torch_dtype, target = _torch(dtype, device)
         layout = sinks.Layout([*coordinates, *(["step"] if trajectory else [])], recurrence.columns)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
@@ -534,9 +512,7 @@ def _scan(
     note = recurrence.conditioning(torch_dtype)
     if note:
         sys.stderr.write(f"diffcli: note: {note}\n")
-    for column, bad in sink.non_finite.items():
-        shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
-        sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {shown})\n")
+    _non_finite_notes(sink, fmt)
 
 
 def _check(
@@ -566,26 +542,19 @@ def _check(
     if order not in (1, 2):
         raise UsageError(f"--order must be 1 or 2, got {order}")
     fmt = _format(fmt, output, None)
-    from . import language, sources, transforms
+    from . import language, transforms
 
     parsed = [language.parse(t) for t in exprs]
-    points = sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
+    points = _points(at, grid)
     probe = transforms.plan("jacobian", parsed, wrt=[n.strip() for n in wrt.split(",")] if wrt else [])
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(
             stack, probe, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
         )
-        import torch
 
-        from . import check, lower, pipeline
+        from . import check, pipeline
 
-        torch_dtype = torch.float64 if dtype == "float64" else torch.float32
-        if dtype not in ("float64", "float32"):
-            raise UsageError(f"unknown --dtype {dtype!r}; expected float64 or float32")
-        try:
-            target = lower.device(device, torch_dtype)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
+        torch_dtype, target = _torch(dtype, device)
         default = check.tolerance(torch_dtype)
         checker = check.Checker(
             parsed,
@@ -646,6 +615,38 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
         wrapper = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
         Console(file=wrapper, highlight=False, width=None if stream.isatty() else 10_000).print(table)
         wrapper.detach()
+
+
+def _points(at: list[str] | None, grid: list[str] | None) -> Any:
+    """The points of ``--at`` and ``--grid`` options."""
+    from . import sources
+
+    return sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
+
+
+def _torch(dtype: str, device: str) -> tuple[Any, Any]:
+    """The torch dtype and device that ``--dtype`` and ``--device`` name (usage errors if unusable);
+    on the CPU, one torch thread (pipeline.Evaluator says why)."""
+    import torch
+
+    from . import lower
+
+    if dtype not in ("float64", "float32"):
+        raise UsageError(f"unknown --dtype {dtype!r}; expected float64 or float32")
+    torch_dtype = torch.float64 if dtype == "float64" else torch.float32
+    try:
+        target = lower.device(device, torch_dtype)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if target.type == "cpu":
+        torch.set_num_threads(1)
+    return torch_dtype, target
+
+
+def _non_finite_notes(sink: Any, fmt: str) -> None:
+    shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
+    for column, bad in sink.non_finite.items():
+        sys.stderr.write(f"diffcli: note: {column} is not finite in {bad} of {sink.rows} rows (written as {shown})\n")
 
 
 def _pair(text: str, option: str) -> tuple[str, str]:
