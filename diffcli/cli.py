@@ -421,9 +421,18 @@ def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
         bar.stop()
 
 
-def _sources(  # type: ignore[no-untyped-def]
-    stack, plan, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
-):
+def _sources(
+    stack: contextlib.ExitStack,
+    plan: Any,  # a transforms.Plan or a scan.Scan: what matters is its ``variables``
+    points: Any,
+    input: str | None,
+    input_format: str | None,
+    columns: str | None,
+    delimiter: str | None,
+    skip_bad_rows: bool,
+    batch_size: int,
+    mapping: list[str] | None,
+) -> tuple[Any, dict[str, str], list[str]]:
     """The input reader (or None), the input column of each variable, and the coordinate columns;
     usage errors for variables that nothing gives a value."""
     renames = dict(_pair(m, "--map") for m in mapping or [])
@@ -656,7 +665,15 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _reader(stack, path, fmt, columns, delimiter, skip_bad, batch_rows):  # type: ignore[no-untyped-def]
+def _reader(
+    stack: contextlib.ExitStack,
+    path: str,
+    fmt: str | None,
+    columns: str | None,
+    delimiter: str | None,
+    skip_bad: bool,
+    batch_rows: int,
+) -> Any:
     """The input reader for ``--input path``: a file or stdin, format named or sniffed."""
     from .readers import Reader, input_format
 

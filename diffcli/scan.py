@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 import polars as pl
 import sympy
@@ -30,7 +29,6 @@ def _sensitivity(state: str, target: str) -> sympy.Symbol:
     return sympy.Symbol(f"_d_{state}_{target}", real=True)  # "_" starts no user name
 
 
-@dataclass
 class Scan:
     """A compiled recurrence: its states, parameters, what it differentiates, and the columns it reports."""
 

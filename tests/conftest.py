@@ -23,6 +23,12 @@ def run_cli(
     )
 
 
+def first_lines(pipeline: str, count: int = 3) -> subprocess.CompletedProcess[str]:
+    """Run a shell ``pipeline`` that ends in ``| head -count`` (``diffcli`` is this checkout's)."""
+    command = pipeline.replace("diffcli", f"{sys.executable} -m diffcli") + f" | head -{count}"
+    return subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
+
+
 @pytest.fixture
 def cli():
     return run_cli

@@ -21,6 +21,8 @@ from diffcli.cli import app
 from diffcli.errors import DataError
 from diffcli.readers import Reader, input_format
 
+from .conftest import first_lines
+
 runner = CliRunner()
 ROWS = {"x": [0.5, -1.25, 2.0], "y": [3.0, 0.125, -4.5], "label": ["a", "b, with comma", "c"]}
 
@@ -198,13 +200,7 @@ def test_table_shows_the_first_rows_and_counts_the_rest():
 def test_stdin_streams_through_head(tmp_path):
     big = tmp_path / "big.csv"
     big.write_text("x,y\n" + "".join(f"{i},{i / 7}\n" for i in range(300_000)))
-    proc = subprocess.run(
-        f"cat {big} | {sys.executable} -m diffcli grad 'x*y' --input - --format ndjson | head -3",
-        shell=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = first_lines(f"cat {big} | diffcli grad 'x*y' --input - --format ndjson")
     assert len(proc.stdout.splitlines()) == 3 and proc.stderr == ""
 
 

@@ -22,6 +22,12 @@ def scan(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
+def scan_rows(*args: str) -> list[dict[str, str]]:
+    result = runner.invoke(app, ["scan", *args, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
 def logistic(r: float, x0: float, steps: int) -> tuple[float, float, float]:
     """The logistic map and its derivatives by hand: an independent reference."""
     x, dr, dx0 = x0, 0.0, 1.0
@@ -62,23 +68,7 @@ def test_outputs_trajectory_and_rows():
     got = scan("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8", "--output-expr", "loss=(x-0.5)**2")
     x, dr, _ = logistic(2.8, 0.2, 50)
     assert got["value"] == pytest.approx((x - 0.5) ** 2) and got["grad"]["r"] == pytest.approx(2 * (x - 0.5) * dr)
-    result = runner.invoke(
-        app,
-        [
-            "scan",
-            "x = r*x*(1-x)",
-            "--init",
-            "x=0.2",
-            "--steps",
-            "3",
-            "--grid",
-            "r=1:2:2",
-            "--trajectory",
-            "--format",
-            "csv",
-        ],
-    )
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    rows = scan_rows("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "3", "--grid", "r=1:2:2", "--trajectory")
     # step by step, as lax.scan's ys: every run's step 0, then every run's step 1, ...
     assert [(r["r"], r["step"]) for r in rows] == [(a, str(s)) for s in range(4) for a in ("1.0", "2.0")]
     assert float(rows[6]["value"]) == pytest.approx(logistic(1.0, 0.2, 3)[0])
@@ -87,24 +77,7 @@ def test_outputs_trajectory_and_rows():
 def test_every_row_of_a_file_is_its_own_run(tmp_path):
     source = tmp_path / "params.csv"
     source.write_text("r,label\n2.5,a\n3.1,b\n")
-    result = runner.invoke(
-        app,
-        [
-            "scan",
-            "x = r*x*(1-x)",
-            "--init",
-            "x=0.2",
-            "--steps",
-            "20",
-            "--input",
-            str(source),
-            "--wrt",
-            "r",
-            "--format",
-            "csv",
-        ],
-    )
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    rows = scan_rows("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "20", "--input", str(source), "--wrt", "r")
     for row, r in zip(rows, (2.5, 3.1)):
         assert float(row["grad_r"]) == pytest.approx(logistic(r, 0.2, 20)[1], rel=1e-12)
 
