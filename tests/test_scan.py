@@ -78,6 +78,7 @@ def test_every_row_of_a_file_is_its_own_run(tmp_path):
     source = tmp_path / "params.csv"
     source.write_text("r,label\n2.5,a\n3.1,b\n")
     rows = scan_rows("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "20", "--input", str(source), "--wrt", "r")
+    assert [row["label"] for row in rows] == ["a", "b"]
     for row, r in zip(rows, (2.5, 3.1)):
         assert float(row["grad_r"]) == pytest.approx(logistic(r, 0.2, 20)[1], rel=1e-12)
 
