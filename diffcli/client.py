@@ -9,6 +9,7 @@ or it is of another version, or it fails before starting the command, the comman
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -56,17 +57,25 @@ def through_server(args: list[str]) -> int | None:
         connection.close()
         return None  # another version
     connection.settimeout(None)
+    interrupted = False
     while True:
         try:
             reply = json.loads(connection.recv(4096) or b"{}")
             break
         except KeyboardInterrupt:
-            connection.send(b"INT")  # the command ends with exit 130, as a cold one would
+            interrupted = True
+            with contextlib.suppress(OSError):
+                connection.send(b"INT")  # the command ends with exit 130, as a cold one would
+        except (OSError, ValueError):
+            reply = {}
+            break
     connection.close()
-    if "exit" not in reply:
-        sys.stderr.write("diffcli: error: the server stopped during the command\n")
-        return 1
-    return int(reply["exit"])
+    if "exit" in reply:
+        return int(reply["exit"])
+    if interrupted:  # a second Ctrl-C, or the answer lost as the server hung up: still an interrupt
+        return 130
+    sys.stderr.write("diffcli: error: the server stopped during the command\n")
+    return 1
 
 
 def main() -> None:

@@ -159,6 +159,8 @@ def _interruptible(connection: socket.socket) -> Iterator[None]:
     def watch() -> None:
         ready = select.select([connection.fileno(), wake_read], [], [])[0]
         if connection.fileno() in ready and wake_read not in ready:
+            with contextlib.suppress(OSError):
+                connection.recv(16)  # the word read, so closing later is an end of file, not a reset
             _thread.interrupt_main()
 
     watcher = threading.Thread(target=watch, daemon=True)

@@ -93,13 +93,14 @@ def test_another_version_is_refused(served):
         assert "refused" in json.loads(connection.recv(4096))
 
 
-def test_ctrl_c_reaches_the_command_and_the_server_goes_on(served):
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 2.0])
+def test_ctrl_c_reaches_the_command_and_the_server_goes_on(served, seconds):
     command = [sys.executable, "-m", "diffcli", "value", "sin(x)", "--grid", "x=0:1:100000000", "--format", "csv"]
     with subprocess.Popen(command, env=served, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
-        time.sleep(2)
+        time.sleep(seconds)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and b"interrupted" in err and b"Traceback" not in err
+    assert (proc.returncode, err) == (130, b"diffcli: interrupted\n")
     assert diffcli("grad", "x*x", "--at", "x=2", "--format", "json", env=served).returncode == 0
 
 
