@@ -150,11 +150,15 @@ def test_special_files_are_written_directly():
 
 def test_ctrl_c_exits_130_without_traceback_or_partial_file(tmp_path):
     target = tmp_path / "big.csv"
-    command = [sys.executable, "-m", "diffcli", "grad", "sin(x)", "--grid", "x=0:1:50000000", "-o", str(target)]
+    # a billion rows: far from done when Ctrl-C comes (50 million once finished first on a fast machine)
+    command = [sys.executable, "-m", "diffcli", "grad", "sin(x)", "--grid", "x=0:1:1000000000", "-o", str(target)]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
-        time.sleep(6)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            time.sleep(5)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 

@@ -95,11 +95,14 @@ def test_another_version_is_refused(served):
 
 @pytest.mark.parametrize("seconds", [0.3, 1.0, 2.0])
 def test_ctrl_c_reaches_the_command_and_the_server_goes_on(served, seconds):
-    command = [sys.executable, "-m", "diffcli", "value", "sin(x)", "--grid", "x=0:1:100000000", "--format", "csv"]
+    command = [sys.executable, "-m", "diffcli", "value", "sin(x)", "--grid", "x=0:1:1000000000", "--format", "csv"]
     with subprocess.Popen(command, env=served, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
-        time.sleep(seconds)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            time.sleep(seconds)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
     assert (proc.returncode, err) == (130, b"diffcli: interrupted\n")
     assert diffcli("grad", "x*x", "--at", "x=2", "--format", "json", env=served).returncode == 0
 
