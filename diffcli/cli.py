@@ -158,7 +158,8 @@ _check_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
 )
 _check_command.__doc__ = (
     "Compare each derivative three ways: autograd, symbolic, finite differences (exit 5 on a disagreement).\n\n"
-    "Example: diffcli check 'sin(x)*exp(-y**2)' --grid x=-2:2:50 --grid y=-2:2:50 --order 2"
+    "Example: diffcli check 'sin(x)*exp(-y**2)' --grid x=-2:2:50 --grid y=-2:2:50 --order 2\n\n"
+    "For a recurrence: diffcli scan ... --check"
 )
 app.command("check")(_check_command)
 
@@ -168,6 +169,15 @@ SCAN_OPTIONS = [
     _option("steps", int, ..., "--steps", metavar="N", help="How many times the update is applied."),
     _option("outputs", _Many, None, "--output-expr", metavar="NAME=EXPR", help="Outputs of the final state."),
     _option("trajectory", bool, False, "--trajectory", help="Report every step, not only the last."),
+    _option("method", str, "auto", "--method", metavar="MODE", help="auto, forward or reverse (see the README)."),
+    _option(
+        "check",
+        bool,
+        False,
+        "--check",
+        help="Instead of the results: forward mode against reverse mode and finite differences (exit 5 if apart).",
+    ),
+    *CHECK_OPTIONS[1:],
 ]
 
 
@@ -464,6 +474,10 @@ def _scan(
     steps: int,
     outputs: list[str] | None,
     trajectory: bool,
+    method: str,
+    check: bool,
+    rtol: float | None,
+    atol: float | None,
     at: list[str] | None,
     grid: list[str] | None,
     device: str,
@@ -480,16 +494,25 @@ def _scan(
     skip_bad_rows: bool,
     batch_size: int,
 ) -> None:
-    """``diffcli scan``: the points as for every command, one run of the recurrence per point."""
+    """``diffcli scan``: the points as for every command, one run of the recurrence per point;
+    with ``--check``, the report of ``check`` instead of the results."""
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
     from . import language
+    from .scan import METHODS
+
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "reverse" and trajectory:
+        raise UsageError("reverse mode differentiates the last step only; --trajectory needs --method forward")
+    if check and (trajectory or method != "auto"):
+        raise UsageError("--check compares both methods at the last step: drop --trajectory and --method")
 
     parsed = [language.parse(u) for u in updates]
     results = [language.parse(o) for o in outputs or []]
     if any(r.name is None for r in results):
         raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
-    fmt = _format(fmt, output, input)
+    fmt = _format(fmt, output, None if check else input)
     from . import sinks, sources
     from .scan import Scan
 
@@ -510,18 +533,35 @@ def _scan(
         from . import pipeline
 
         torch_dtype, target = _torch(dtype, device)
+        frames = pipeline.ahead(points.frames(batch_size) if reader is None else map(points.cross, reader))
+        if check:
+            from .check import ScanChecker
+
+            checker = ScanChecker(recurrence, steps, **_tolerances(rtol, atol, torch_dtype), device=target)
+            for frame in _progress(frames):
+                checker.add(frame)
+            with _destination(output) as stream:
+                _write_report(checker.report.rows(), fmt, stream)
+            _conditioning_note(recurrence, torch_dtype)
+            _disagreements(checker.report.rows())
+            return
         layout = sinks.Layout([*coordinates, *(["step"] if trajectory else [])], recurrence.columns)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
-        frames = pipeline.ahead(points.frames(batch_size) if reader is None else map(points.cross, reader))
         for frame in _progress(frames):
-            for result in recurrence.run(frame, steps, trajectory=trajectory, dtype=torch_dtype, device=target):
+            for result in recurrence.run(
+                frame, steps, trajectory=trajectory, method=method, dtype=torch_dtype, device=target
+            ):
                 sink.write(result)
         sink.close()
-    note = recurrence.conditioning(torch_dtype)
+    _conditioning_note(recurrence, torch_dtype)
+    _non_finite_notes(sink, fmt)
+
+
+def _conditioning_note(recurrence: Any, dtype: Any) -> None:
+    note = recurrence.conditioning(dtype)
     if note:
         sys.stderr.write(f"diffcli: note: {note}\n")
-    _non_finite_notes(sink, fmt)
 
 
 def _check(
@@ -564,23 +604,29 @@ def _check(
         from . import check, pipeline
 
         torch_dtype, target = _torch(dtype, device)
-        default = check.tolerance(torch_dtype)
         checker = check.Checker(
-            parsed,
-            wrt=probe.wrt,
-            order=order,
-            rtol=rtol if rtol is not None else default,
-            atol=atol if atol is not None else (rtol if rtol is not None else default),
-            dtype=torch_dtype,
-            device=target,
+            parsed, wrt=probe.wrt, order=order, **_tolerances(rtol, atol, torch_dtype), device=target
         )
         frames = points.frames(batch_size) if reader is None else map(points.cross, reader)
         for frame in pipeline.ahead(frames):
             checker.add(frame, from_file)
-        rows = checker.report()
-        stream = stack.enter_context(_destination(output))
-        _write_report(rows, fmt, stream)
-    failures = sum(int(r["failures"]) for r in rows)  # type: ignore[call-overload]
+        with _destination(output) as stream:
+            _write_report(checker.report.rows(), fmt, stream)
+    _disagreements(checker.report.rows())
+
+
+def _tolerances(rtol: float | None, atol: float | None, dtype: Any) -> dict[str, Any]:
+    """``--rtol`` and ``--atol`` (each defaults to the other, then to the dtype's) with the dtype."""
+    from . import check
+
+    default = check.tolerance(dtype)
+    rtol = rtol if rtol is not None else default
+    return {"rtol": rtol, "atol": atol if atol is not None else rtol, "dtype": dtype}
+
+
+def _disagreements(rows: list[dict[str, Any]]) -> None:
+    """Exit 5 (once the report is written) if any engine disagreed."""
+    failures = sum(int(r["failures"]) for r in rows)
     if failures:
         raise DisagreementError(f"check: {failures} disagreement(s) beyond the tolerances: the rows with ok=false")
 
@@ -608,19 +654,18 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
         from rich.table import Table
         from rich.text import Text
 
+        def cell(key: str, value: Any) -> Text:
+            if key == "at":
+                return Text(", ".join(f"{k}={v!r}" for k, v in value.items()))
+            if key == "ok":
+                return Text("ok" if value else "DISAGREE", style="" if value else "bold red")
+            return Text("inf" if value is None else repr(value) if isinstance(value, float) else str(value))
+
         table = Table()
-        for name in ("output", "quantity", "engine", "max_abs", "max_rel", "at", "failures", "kinks", "ok"):
+        for name in rows[0] if rows else []:
             table.add_column(name, justify="left" if name in ("output", "quantity", "engine", "at") else "right")
         for r in rows:
-            at = ", ".join(f"{k}={v!r}" for k, v in r["at"].items())
-            table.add_row(
-                *(Text(str(r[k])) for k in ("output", "quantity", "engine")),
-                *(Text("inf" if r[k] is None else repr(r[k])) for k in ("max_abs", "max_rel")),
-                Text(at),
-                Text(str(r["failures"])),
-                Text(str(r["kinks"])),
-                Text("ok" if r["ok"] else "DISAGREE", style="" if r["ok"] else "bold red"),
-            )
+            table.add_row(*(cell(k, v) for k, v in r.items()))
         wrapper = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
         Console(file=wrapper, highlight=False, width=None if stream.isatty() else 10_000).print(table)
         wrapper.detach()

@@ -1,11 +1,21 @@
 """``diffcli scan``: iterate a map and differentiate through it (the ``lax.scan`` of the shell).
 
 The update ``x = r*x*(1-x)`` (one assignment per state, applied together each step) is
-differentiated once, symbolically; each step then carries the state and its sensitivities
-S = ds/dθ to the parameters and initial values θ forward: S' = ∂F/∂s·S + ∂F/∂θ. This is forward
-mode: memory does not grow with the number of steps (``--steps 100000`` holds one state), and the
-cost grows with the number of ``--wrt`` variables. Outputs (default: the final state) and their
-derivatives come from the last state, or from every state with ``trajectory``.
+differentiated once, symbolically; the derivatives of the outputs with respect to the parameters
+and initial values θ then go through the steps in one of two ways:
+
+- forward mode carries the sensitivities S = ds/dθ along: S' = ∂F/∂s·S + ∂F/∂θ. Memory does not
+  grow with the steps (``--steps 100000`` holds one state), the cost grows with the number of
+  ``--wrt`` variables, and every step's derivatives are at hand (``--trajectory``).
+- reverse mode (the discrete adjoint of the unrolled loop) keeps the state of every step, then
+  runs λ = d output/d s backwards: λ_k = ∂F/∂sᵀ(s_k)·λ_{k+1}, adding ∂F/∂θᵀ(s_k)·λ_{k+1} to the
+  parameters' derivatives; λ_0 is the derivative with respect to the initial state. The cost
+  grows with the number of outputs, memory with the steps.
+
+``auto`` takes reverse mode where it evaluates fewer derivatives per step (few outputs, many
+states and ``--wrt`` variables) and the kept states fit in ``REVERSE_BYTES``. Both modes evaluate
+symbolic derivatives lowered to torch, so a branch not taken never leaks a NaN into a derivative,
+and each checks the other (``scan --check``).
 """
 
 from __future__ import annotations
@@ -23,10 +33,12 @@ from .language import Parsed, option_name, symbol
 from .transforms import set_order, variables_of
 
 Column = tuple[tuple[str, ...], str]  # (JSON path, column)
+METHODS = ("auto", "forward", "reverse")
+REVERSE_BYTES = 256 * 2**20  # the most states auto lets reverse mode keep, per batch
 
 
-def _sensitivity(state: str, target: str) -> sympy.Symbol:
-    return sympy.Symbol(f"_d_{state}_{target}", real=True)  # "_" starts no user name
+def _internal(kind: str, i: int, j: int) -> sympy.Symbol:
+    return sympy.Symbol(f"_{kind}{i}_{j}", real=True)  # "_" starts no user name
 
 
 class Scan:
@@ -57,7 +69,10 @@ class Scan:
         outputs = list(outputs) or [Parsed(s, symbol(s)) for s in self.states]
         free = set().union(*(variables_of(e.expr) for e in [*updates, *outputs]))
         self.parameters = tuple(sorted(free - set(self.states)))
-        initial = {f"{s}0": s for s in self.states}
+        self.initial = initial = {f"{s}0": s for s in self.states}  # the names of the initial values
+        clash = sorted(set(initial) & set(self.parameters))
+        if clash:
+            raise UsageError(f"{clash[0]} names the initial value of {initial[clash[0]]}: rename the parameter")
         self.wrt = tuple(set_order(wrt)) if wrt else (*self.parameters, *initial)
         for name in self.wrt:
             option_name(name, "--wrt")
@@ -66,77 +81,193 @@ class Scan:
                     f"--wrt {name} is neither a parameter ({', '.join(self.parameters) or 'none'}) "
                     f"nor an initial value ({', '.join(initial)})"
                 )
-        states = [symbol(s) for s in self.states]
-        sensitivities = {(s, t): _sensitivity(s, t) for s in self.states for t in self.wrt}
-
-        def carried(expr: sympy.Expr, target: str) -> sympy.Expr:
-            """d expr / d target, through the states' sensitivities and directly."""
-            direct = sympy.diff(expr, symbol(target)) if target in self.parameters else 0
-            return direct + sum(sympy.diff(expr, x) * sensitivities[s, target] for s, x in zip(self.states, states))
-
-        step = [u.expr for u in updates] + [carried(u.expr, t) for u in updates for t in self.wrt]
-        names = [o.name or f"f{i}" for i, o in enumerate(outputs, start=1)]
+        self.outputs = names = tuple(o.name or f"f{i}" for i, o in enumerate(outputs, start=1))
         single = len(outputs) == 1
-        report = [o.expr for o in outputs] + [carried(o.expr, t) for o in outputs for t in self.wrt]
         self.columns = [(("value",) if single else ("value", n), n if named or not single else "value") for n in names]
         self.columns += [
             (("grad", t), f"grad_{t}") if single else (("jacobian", n, t), f"jacobian_{n}_{t}")
             for n in names
             for t in self.wrt
         ]
-        inputs = [*states, *sensitivities.values(), *(symbol(p) for p in self.parameters)]
-        self._step = lower.compile(step, inputs)
-        self._report = lower.compile(report, inputs)
-        self._carried = [s for s in self.states] + [sensitivities[s, t].name for s in self.states for t in self.wrt]
-        self.growth = 0.0  # the largest |d state / d initial value| seen: how much rounding errors grow
+        self.growth = 0.0  # the largest amplification of a perturbation of the state seen
+        self._compile_forward([u.expr for u in updates], [o.expr for o in outputs])
+        self._compile_reverse([u.expr for u in updates], [o.expr for o in outputs])
+
+    def _compile_forward(self, maps: list[sympy.Expr], results: list[sympy.Expr]) -> None:
+        states = [symbol(s) for s in self.states]
+        sensitivity = {(i, j): _internal("d", i, j) for i in range(len(states)) for j in range(len(self.wrt))}
+
+        def carried(expr: sympy.Expr, j: int) -> sympy.Expr:
+            """d expr / d wrt[j], through the states' sensitivities and directly."""
+            target = self.wrt[j]
+            direct = sympy.diff(expr, symbol(target)) if target in self.parameters else 0
+            return direct + sum(sympy.diff(expr, x) * sensitivity[i, j] for i, x in enumerate(states))
+
+        wrt = range(len(self.wrt))
+        inputs = [*states, *sensitivity.values(), *(symbol(p) for p in self.parameters)]
+        self._step = lower.compile(maps + [carried(f, j) for f in maps for j in wrt], inputs)
+        self._report = lower.compile(results + [carried(r, j) for r in results for j in wrt], inputs)
+        self._carried = [*self.states, *(s.name for s in sensitivity.values())]
+        self._start = {s.name: 1.0 if self.wrt[j] == f"{self.states[i]}0" else 0.0 for (i, j), s in sensitivity.items()}
+        self._from_initial = [s.name for (i, j), s in sensitivity.items() if self.wrt[j] in self.initial]
+
+    def _compile_reverse(self, maps: list[sympy.Expr], results: list[sympy.Expr]) -> None:
+        states = [symbol(s) for s in self.states]
+        parameters = [symbol(p) for p in self.parameters]
+        self._targets = [t for t in self.wrt if t in self.parameters]
+        targets = [symbol(t) for t in self._targets]
+        adjoint = {(i, o): _internal("l", i, o) for o in range(len(results)) for i in range(len(states))}
+
+        def pulled(o: int, v: sympy.Symbol) -> sympy.Expr:
+            """∂F/∂v ᵀ·λ of output o: what one step back adds to d output / d v."""
+            return sum(sympy.diff(f, v) * adjoint[j, o] for j, f in enumerate(maps))
+
+        outputs = range(len(results))
+        self._map = lower.compile(maps, [*states, *parameters])
+        self._outputs = lower.compile(results, [*states, *parameters])
+        self._final = lower.compile(
+            results + [sympy.diff(r, v) for r in results for v in [*states, *targets]], [*states, *parameters]
+        )
+        self._back = lower.compile(
+            [pulled(o, v) for o in outputs for v in [*states, *targets]], [*states, *parameters, *adjoint.values()]
+        )
+        self._adjoints = [[adjoint[i, o].name for i in range(len(states))] for o in outputs]
 
     @property
     def variables(self) -> tuple[str, ...]:
         """The variables each point must give a value for (as a transforms.Plan has them)."""
         return self.parameters
 
+    def method(self, requested: str, steps: int, rows: int, trajectory: bool, dtype: torch.dtype) -> str:
+        """forward or reverse: as asked, or under auto reverse where it evaluates fewer derivatives
+        per step (an adjoint per state and output, and a pull per parameter and output, against a
+        sensitivity per state and ``--wrt`` variable) and its kept states fit in ``REVERSE_BYTES``."""
+        if requested != "auto":
+            return requested
+        kept = steps * len(self.states) * rows * dtype.itemsize
+        cheaper = len(self.outputs) * (len(self.states) + len(self._targets)) < len(self.states) * len(self.wrt)
+        return "reverse" if cheaper and not trajectory and kept <= REVERSE_BYTES else "forward"
+
+    def inputs(self, frame: pl.DataFrame, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+        """Each run's parameters, and its initial state under the names ``x0``."""
+        count = frame.height if frame.width else 1
+        values = pipeline.tensors(frame, self.parameters, {}, dtype, device)
+        for name, state in self.initial.items():
+            values[name] = torch.full((count,), float(self.init[state]), dtype=dtype, device=device)
+        return values
+
     def run(
-        self, frame: pl.DataFrame, steps: int, *, trajectory: bool, dtype: torch.dtype, device: torch.device
+        self,
+        frame: pl.DataFrame,
+        steps: int,
+        *,
+        trajectory: bool,
+        method: str = "auto",
+        dtype: torch.dtype,
+        device: torch.device,
     ) -> Iterator[pl.DataFrame]:
         """The frame's rows (one run each) with the reported columns: after the last step, or
         after every step (and the start) with a ``step`` column."""
+        values = self.inputs(frame, dtype, device)
         count = frame.height if frame.width else 1
-        like = torch.empty(count, dtype=dtype, device=device)
-        values = pipeline.tensors(frame, self.parameters, {}, dtype, device)
-        for s in self.states:
-            values[s] = torch.full_like(like, self.init[s])
-            for t in self.wrt:
-                values[_sensitivity(s, t).name] = torch.full_like(like, 1.0 if t == f"{s}0" else 0.0)
         with torch.inference_mode():
-            for k in range(steps + 1):
-                if trajectory or k == steps:
-                    yield self._reported(frame, values, like, k if trajectory else None)
-                    self._measure_growth(values)
-                if k < steps:
-                    values.update(zip(self._carried, self._step(values, like)))
+            if self.method(method, steps, count, trajectory, dtype) == "reverse":
+                numbers, _ = self.reverse(values, steps)
+                yield self._reported(frame, numbers, None)
+            else:
+                for k, numbers in self.forward(values, steps, every=trajectory):
+                    yield self._reported(frame, numbers, k if trajectory else None)
 
-    def _measure_growth(self, values: Mapping[str, torch.Tensor]) -> None:
-        for s in self.states:
-            for t in (f"{u}0" for u in self.states if f"{u}0" in self.wrt):
-                growth = values[_sensitivity(s, t).name].abs().nan_to_num(nan=0.0).max()
-                self.growth = max(self.growth, float(growth))
+    def forward(
+        self, values: Mapping[str, torch.Tensor], steps: int, *, every: bool = False
+    ) -> Iterator[tuple[int, list[torch.Tensor]]]:
+        """The reported columns after the last step (``every``: after each step), by forward mode."""
+        like = torch.empty_like(next(iter(values.values())))
+        carried = self._started(values)
+        carried.update({name: torch.full_like(like, start) for name, start in self._start.items()})
+        for k in range(steps + 1):
+            if every or k == steps:
+                yield k, self._report(carried, like)
+                for name in self._from_initial:
+                    self.growth = max(self.growth, float(carried[name].abs().nan_to_num(nan=0.0).max()))
+            if k < steps:
+                carried.update(zip(self._carried, self._step(carried, like)))
+
+    def reverse(self, values: Mapping[str, torch.Tensor], steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The reported columns after the last step by reverse mode, and for each run the largest
+        |d output / d state| over the steps: how much a perturbation of the state is amplified."""
+        like = torch.empty_like(next(iter(values.values())))
+        state = self._started(values)
+        kept = torch.empty((steps, len(self.states), like.numel()), dtype=like.dtype, device=like.device)
+        self._iterate(state, steps, like, kept)
+        final = self._final(state, like)
+        outputs, pulls = final[: len(self._adjoints)], self._per_output(final[len(self._adjoints) :])
+        adjoints = [pull[: len(self.states)] for pull in pulls]  # λ: d output / d state
+        totals = [pull[len(self.states) :] for pull in pulls]  # d output / d parameter, so far
+        amplification = _largest([a for adjoint in adjoints for a in adjoint], like)
+        for k in reversed(range(steps)):
+            state.update({s: kept[k, i] for i, s in enumerate(self.states)})
+            state.update({n: a for names, adjoint in zip(self._adjoints, adjoints) for n, a in zip(names, adjoint)})
+            pulls = self._per_output(self._back(state, like))
+            adjoints = [pull[: len(self.states)] for pull in pulls]
+            totals = [[t + p for t, p in zip(total, pull[len(self.states) :])] for total, pull in zip(totals, pulls)]
+            amplification = torch.maximum(amplification, _largest([a for adjoint in adjoints for a in adjoint], like))
+        self.growth = max(self.growth, float(amplification.max()))
+        derivatives = []
+        for adjoint, total in zip(adjoints, totals):
+            of = {**{f"{s}0": a for s, a in zip(self.states, adjoint)}, **dict(zip(self._targets, total))}
+            derivatives += [of[t] for t in self.wrt]
+        return [*outputs, *derivatives], amplification
+
+    def values_after(self, values: Mapping[str, torch.Tensor], steps: int) -> list[torch.Tensor]:
+        """The outputs after ``steps`` steps, without derivatives (what finite differences take)."""
+        like = torch.empty_like(next(iter(values.values())))
+        state = self._started(values)
+        self._iterate(state, steps, like)
+        return self._outputs(state, like)
+
+    def _started(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {**values, **{s: values[n] for n, s in self.initial.items()}}
+
+    def _iterate(
+        self, state: dict[str, torch.Tensor], steps: int, like: torch.Tensor, kept: torch.Tensor | None = None
+    ) -> None:
+        """Apply the map ``steps`` times to ``state``, keeping each step's state in ``kept`` if given."""
+        for k in range(steps):
+            if kept is not None:
+                for i, s in enumerate(self.states):
+                    kept[k, i] = state[s]
+            state.update(zip(self.states, self._map(state, like)))
+
+    def _per_output(self, flat: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+        width = len(self.states) + len(self._targets)
+        return [flat[o * width : (o + 1) * width] for o in range(len(self._adjoints))]
 
     def conditioning(self, dtype: torch.dtype) -> str | None:
-        """A note when the map amplifies perturbations enough to cost digits: rounding errors of
-        each step grow like the derivatives with respect to the initial state."""
+        """A note when the map amplifies perturbations enough to cost digits: the rounding errors
+        of each step grow as the derivatives with respect to the state do."""
         if self.growth < 1e3:
             return None
-        digits = max(0, int(-math.log10(self.growth * torch.finfo(dtype).eps)))
         return (
-            f"perturbations of the initial state grew by up to {self.growth:.1e}: expect about {digits} "
-            "correct digits in the results"
+            f"perturbations of the state grew by up to {self.growth:.1e}: expect about "
+            f"{digits(self.growth, dtype)} correct digits in the results"
         )
 
-    def _reported(
-        self, frame: pl.DataFrame, values: dict[str, torch.Tensor], like: torch.Tensor, step: int | None
-    ) -> pl.DataFrame:
-        numbers = {c: r.cpu().numpy() for (_, c), r in zip(self.columns, self._report(values, like))}
-        out = pl.DataFrame(numbers)
+    def _reported(self, frame: pl.DataFrame, numbers: list[torch.Tensor], step: int | None) -> pl.DataFrame:
+        out = pl.DataFrame({c: r.cpu().numpy() for (_, c), r in zip(self.columns, numbers)})
         if step is not None:
-            out = out.with_columns(pl.lit(step, dtype=pl.Int64).alias("step")).select("step", *numbers)
+            out = out.with_columns(pl.lit(step, dtype=pl.Int64).alias("step")).select("step", *out.columns)
         return frame.hstack(out) if frame.width else out
+
+
+def _largest(tensors: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """Each run's largest magnitude among ``tensors`` (NaN counts as 0)."""
+    largest = torch.zeros_like(like)
+    for t in tensors:
+        largest = torch.maximum(largest, t.abs().nan_to_num(nan=0.0))
+    return largest
+
+
+def digits(amplification: float, dtype: torch.dtype) -> int:
+    """Correct significant digits left when rounding errors are amplified this much."""
+    return max(0, int(-math.log10(max(amplification, 1.0) * torch.finfo(dtype).eps)))

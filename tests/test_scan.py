@@ -9,6 +9,7 @@ import json
 
 import pytest
 import sympy
+import torch
 from typer.testing import CliRunner
 
 from diffcli.cli import app
@@ -36,8 +37,11 @@ def logistic(r: float, x0: float, steps: int) -> tuple[float, float, float]:
     return x, dr, dx0
 
 
-def test_logistic_map_matches_a_hand_written_loop_and_finite_differences():
-    got = scan("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8", "--wrt", "r,x0")
+@pytest.mark.parametrize("method", ["forward", "reverse"])
+def test_logistic_map_matches_a_hand_written_loop_and_finite_differences(method):
+    got = scan(
+        "x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8", "--wrt", "r,x0", "--method", method
+    )
     x, dr, dx0 = logistic(2.8, 0.2, 50)
     assert got["value"] == pytest.approx(x, rel=1e-12)
     assert got["grad"]["r"] == pytest.approx(dr, rel=1e-9)
@@ -48,9 +52,11 @@ def test_logistic_map_matches_a_hand_written_loop_and_finite_differences():
         assert got["grad"][column] == pytest.approx((16 * once[1] - once[0]) / 15, rel=1e-9)
 
 
-def test_euler_oscillator_matches_the_analytic_sensitivities_of_the_discrete_map():
+@pytest.mark.parametrize("method", ["forward", "reverse"])
+def test_euler_oscillator_matches_the_analytic_sensitivities_of_the_discrete_map(method):
     steps, h0 = 10_000, 0.001
-    got = scan("x = x + h*v", "v = v - h*x", "--init", "x=1,v=0.5", "--steps", str(steps), "--at", f"h={h0}")
+    args = ["x = x + h*v", "v = v - h*x", "--init", "x=1,v=0.5", "--steps", str(steps), "--at", f"h={h0}"]
+    got = scan(*args, "--method", method)
     h, x0, v0 = sympy.symbols("h x0 v0")
     # [[1, h], [-h, 1]] is rho times a rotation by theta: its N-th power in closed form
     rho, theta = sympy.sqrt(1 + h**2), sympy.atan(h)
@@ -91,6 +97,10 @@ def test_every_row_of_a_file_is_its_own_run(tmp_path):
         (["r*x", "--init", "x=1", "--steps", "3", "--at", "r=1"], "assigns a state"),
         (["x = r*x", "--init", "x=1", "--steps", "3"], "no value for r"),
         (["x = r*x", "--init", "x=1", "--steps", "-1", "--at", "r=1"], "--steps"),
+        (["x = x0*x", "--init", "x=1", "--steps", "3", "--at", "x0=1"], "initial value of x"),
+        (["x = r*x", "--init", "x=1", "--steps", "3", "--at", "r=1", "--method", "sideways"], "--method"),
+        (["x = r*x", "--init", "x=1", "--steps", "3", "--at", "r=1", "--method", "reverse", "--trajectory"], "forward"),
+        (["x = r*x", "--init", "x=1", "--steps", "3", "--at", "r=1", "--check", "--trajectory"], "--check"),
     ],
 )
 def test_usage_errors(args, needle):
@@ -107,3 +117,106 @@ def test_a_chaotic_map_says_how_many_digits_to_expect():
     assert 5 <= digits <= 11  # derivatives grow like e^(0.35*50) ~ 4e7: about 8 digits left of 16
     calm = runner.invoke(app, ["scan", "x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8"])
     assert "expect about" not in calm.stderr
+
+
+# Reverse mode: the discrete adjoint, chosen where it is cheaper.
+
+LINEAR = ["x = x + h*(a*x + b*v + c)", "v = v + h*(p*x + q*v + s)", "--init", "x=1,v=0"]
+PARAMETERS = "b=0.5,c=0.1,p=-1,q=-0.1,s=0.2"
+
+
+def test_reverse_and_forward_mode_agree_on_jacobians_of_several_outputs_and_rows():
+    args = [*LINEAR, "--steps", "300", "--at", f"{PARAMETERS},h=0.01", "--grid", "a=-1:-0.5:4"]
+    outputs = ["--output-expr", "energy=x**2+v**2", "--output-expr", "ratio=x/(1+v**2)", "--format", "csv"]
+    forward, reverse = (runner.invoke(app, ["scan", *args, *outputs, "--method", m]) for m in ("forward", "reverse"))
+    assert forward.exit_code == reverse.exit_code == 0
+    rows = [list(csv.DictReader(io.StringIO(r.stdout))) for r in (forward, reverse)]
+    assert len(rows[0]) == 4 and "jacobian_ratio_v0" in rows[0][0]
+    for a, b in zip(*rows):
+        for column in a:
+            assert float(b[column]) == pytest.approx(float(a[column]), rel=1e-12, abs=1e-300), column
+
+
+def test_auto_takes_reverse_mode_only_where_it_is_cheaper_and_fits():
+    from diffcli import language
+    from diffcli.scan import REVERSE_BYTES, Scan
+
+    def recurrence(*updates: str, outputs: tuple[str, ...] = (), wrt: tuple[str, ...] = ()) -> Scan:
+        init = {language.parse(u).name: 1.0 for u in updates}
+        parsed = [language.parse(u) for u in updates]
+        return Scan(parsed, init, outputs=[language.parse(o) for o in outputs], wrt=wrt)
+
+    one_loss = recurrence(*LINEAR[:2], outputs=("loss=x**2+v**2",))  # 2 states, 9 variables, 1 output
+    assert one_loss.method("auto", 1000, 1000, False, torch.float64) == "reverse"
+    assert one_loss.method("auto", 1000, 1000, True, torch.float64) == "forward"  # --trajectory
+    rows = REVERSE_BYTES // (1000 * 2 * 8) + 1
+    assert one_loss.method("auto", 1000, rows, False, torch.float64) == "forward"  # too much to keep
+    logistic_map = recurrence("x = r*x*(1-x)", wrt=("r", "x0"))  # 2 sensitivities against 2 pulls
+    assert logistic_map.method("auto", 10, 1, False, torch.float64) == "forward"
+    assert logistic_map.method("reverse", 10**9, 10**9, False, torch.float64) == "reverse"
+
+
+# scan --check: forward mode against reverse mode and finite differences, and the digits left.
+
+
+def check(*args: str) -> tuple[int, list[dict], str]:
+    result = runner.invoke(app, ["scan", *args, "--check", "--format", "json"])
+    return result.exit_code, json.loads(result.stdout), result.stderr
+
+
+def test_check_of_a_well_conditioned_scan():
+    code, rows, err = check("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8", "--wrt", "r,x0")
+    assert code == 0 and err == ""
+    assert {(r["quantity"], r["engine"]) for r in rows} == {
+        (q, e) for q in ("grad_r", "grad_x0") for e in ("reverse mode", "finite differences")
+    }
+    assert all(r["ok"] and r["digits"] == 15 for r in rows)
+    assert max(r["max_rel"] for r in rows if r["engine"] == "finite differences") < 1e-7
+
+
+def test_check_of_a_chaotic_scan_says_how_many_digits_are_left():
+    code, rows, err = check("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=3.7", "--wrt", "r,x0")
+    assert code == 0 and all(r["ok"] for r in rows)
+    assert {r["digits"] for r in rows} == {7}  # derivatives of e^(0.35*50) ~ 4e7: about 7 of 16 digits left
+    assert "expect about 7 correct digits" in err
+    # finite differences step by |x / x'| (~1e-8 here) and still find 4 or more of those digits
+    assert max(r["max_rel"] for r in rows if r["engine"] == "finite differences") < 1e-4
+
+
+def test_check_of_several_states_outputs_and_rows():
+    code, rows, _ = check(
+        *LINEAR,
+        "--steps",
+        "200",
+        "--at",
+        f"{PARAMETERS},a=-1",
+        "--grid",
+        "h=0.01:0.02:3",
+        "--output-expr",
+        "energy=x**2+v**2",
+        "--output-expr",
+        "phase=atan2(v, x)",
+    )
+    assert code == 0 and len(rows) == 2 * 9 * 2 and all(r["ok"] for r in rows)
+    assert {r["output"] for r in rows} == {"energy", "phase"}
+
+
+@pytest.mark.parametrize("engine", ["forward", "reverse"])
+def test_check_finds_an_engine_that_is_off_by_a_millionth(monkeypatch, engine):
+    from diffcli.scan import Scan
+
+    def off(numbers: list) -> list:
+        return [numbers[0], *(n * (1 + 1e-6) for n in numbers[1:])]  # the value, then the derivatives
+
+    if engine == "forward":
+        forward = Scan.forward
+        monkeypatch.setattr(
+            Scan, "forward", lambda *a, **k: ((step, off(numbers)) for step, numbers in forward(*a, **k))
+        )
+    else:
+        reverse = Scan.reverse
+        monkeypatch.setattr(Scan, "reverse", lambda *a: (off(reverse(*a)[0]), reverse(*a)[1]))
+    code, rows, _ = check("x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8")
+    failing = {r["engine"] for r in rows if not r["ok"]}
+    assert code == 5
+    assert failing == ({"reverse mode", "finite differences"} if engine == "forward" else {"reverse mode"})
