@@ -186,7 +186,8 @@ class Lowering:
                 denominator.append(f.base**-f.exp)
             else:
                 numerator.append(f)
-        top = functools.reduce(torch.mul, (self(f) for f in numerator if f != 1), self.constant(1.0))
+        factors = [self(f) for f in numerator if f != 1]
+        top = functools.reduce(torch.mul, factors) if factors else self.constant(1.0)
         if not denominator:
             return top
         return top / functools.reduce(torch.mul, (self(f) for f in denominator))
