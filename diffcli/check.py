@@ -67,7 +67,8 @@ class Report:
 
     An engine disagrees at a point where it differs from the reference beyond ``atol +
     rtol·|reference| + slack`` (``slack``: what the engine's own error estimate or the problem's
-    conditioning allows there); a NaN or an infinity only matches itself.
+    conditioning allows there; infinite where the engine cannot tell); a NaN or an infinity only
+    matches itself.
     """
 
     def __init__(self, rtol: float, atol: float) -> None:
@@ -93,7 +94,7 @@ class Report:
         difference = torch.where(same, 0.0, torch.where(finite, (got - exact).abs(), math.inf))
         bound = self.atol + self.rtol * exact.abs()
         if slack is not None:
-            bound = bound + slack.nan_to_num(nan=0.0, posinf=0.0)
+            bound = bound + slack.nan_to_num(nan=0.0, posinf=math.inf)
         excess = difference - torch.where(finite, bound, 0.0)
         found.failures += int((excess > 0).sum())
         found.max_abs = max(found.max_abs, float(difference.max()))
