@@ -44,9 +44,10 @@ def _dirac(x: Tensor, *order: Tensor) -> Tensor:
     return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
 
 
-def _piecewise(*pairs: tuple[Tensor, Tensor]) -> Tensor:
+def _piecewise(*parts: Tensor) -> Tensor:
+    """value1, condition1, value2, condition2, ...: the first value whose condition holds."""
     result: Tensor | float = math.nan  # SymPy leaves a Piecewise undefined where no condition holds
-    for value, condition in reversed(pairs):
+    for value, condition in reversed(list(zip(parts[::2], parts[1::2]))):
         result = torch.where(condition, value, result)
     return result  # type: ignore[return-value]
 
@@ -92,7 +93,6 @@ FUNCTIONS: dict[type[sympy.Basic], Callable[..., Tensor]] = {
     sympy.polygamma: lambda n, x: torch.special.polygamma(int(n), x),
     sympy.Heaviside: lambda x, h0=0.5: torch.heaviside(x, torch.as_tensor(h0, dtype=x.dtype, device=x.device)),
     sympy.DiracDelta: _dirac,
-    sympy.Piecewise: _piecewise,
     sympy.StrictLessThan: torch.lt,
     sympy.LessThan: torch.le,
     sympy.StrictGreaterThan: torch.gt,
@@ -133,26 +133,67 @@ def accurate(expr: sympy.Basic) -> sympy.Basic:
     return expr.replace(is_exp_minus_one, expm1)
 
 
+Ref = tuple[str, int]  # ("variable" | "constant" | "call", index)
+
+
 class Lowering:
-    """Evaluates SymPy expressions on tensors: variables come from ``env``, results are memoized."""
+    """Compiles SymPy expressions into a tape of torch calls, each subexpression once.
 
-    def __init__(self, env: dict[sympy.Basic, Tensor], like: Tensor) -> None:
-        self.env = env
-        self.like = like  # dtype and device of every constant
+    The tape's slots are the variables, then the constants, then one slot per call; running it is
+    a loop of plain function calls (a scan step of a few torch calls pays little beyond them), and
+    each slot is let go after its last use, so a batch holds only the intermediates still needed.
+    """
 
-    def constant(self, value: float | bool) -> Tensor:
-        return torch.tensor(
-            value, dtype=torch.bool if isinstance(value, bool) else self.like.dtype, device=self.like.device
-        )
+    def __init__(self, variables: Sequence[sympy.Symbol]) -> None:
+        self.names = [v.name for v in variables]
+        self.memo: dict[sympy.Basic, Ref] = {v: ("variable", i) for i, v in enumerate(variables)}
+        self.constants: list[float | bool] = []
+        self.calls: list[tuple[Callable[..., Tensor], tuple[Ref, ...]]] = []
 
-    def __call__(self, expr: sympy.Basic) -> Tensor:
-        if expr in self.env:
-            return self.env[expr]
-        result = self._lower(expr)
-        self.env[expr] = result
-        return result
+    def __call__(self, expr: sympy.Basic) -> Ref:
+        if expr not in self.memo:
+            self.memo[expr] = self._lower(expr)
+        return self.memo[expr]
 
-    def _lower(self, expr: sympy.Basic) -> Tensor:
+    def constant(self, value: float | bool) -> Ref:
+        self.constants.append(value)
+        return ("constant", len(self.constants) - 1)
+
+    def call(self, function: Callable[..., Tensor], *args: Ref) -> Ref:
+        self.calls.append((function, args))
+        return ("call", len(self.calls) - 1)
+
+    def tape(self, outputs: Sequence[Ref]) -> Callable[[Mapping[str, Tensor], Tensor], list[Tensor]]:
+        """The function from columns to the ``outputs``' columns (``like``: their length, dtype, device)."""
+        first = {"variable": 0, "constant": len(self.names), "call": len(self.names) + len(self.constants)}
+        calls = [(f, [first[kind] + i for kind, i in args]) for f, args in self.calls]
+        results = [first[kind] + i for kind, i in outputs]
+        last_use = {slot: k for k, (_, args) in enumerate(calls) for slot in args}
+        released: list[list[int]] = [[] for _ in calls]
+        for slot, k in last_use.items():
+            if slot not in results:
+                released[k].append(slot)
+        names, values = self.names, self.constants
+        cache: dict[tuple[torch.dtype, torch.device, bool], list[Tensor]] = {}
+
+        def run(columns: Mapping[str, Tensor], like: Tensor) -> list[Tensor]:
+            key = (like.dtype, like.device, torch.is_inference_mode_enabled())  # an inference tensor
+            if key not in cache:  # cannot take part in autograd: constants for each mode
+                cache[key] = [
+                    torch.tensor(v, dtype=torch.bool if isinstance(v, bool) else like.dtype, device=like.device)
+                    for v in values
+                ]
+            slots: list[Tensor | None] = [columns[n] for n in names]
+            slots += cache[key]
+            for (function, args), done in zip(calls, released):
+                slots.append(function(*(slots[a] for a in args)))
+                for slot in done:
+                    slots[slot] = None
+            return [slots[r].expand_as(like) for r in results]  # type: ignore[union-attr]
+
+        return run
+
+    def _lower(self, expr: sympy.Basic) -> Ref:
         if expr in CONSTANTS:
             return self.constant(CONSTANTS[expr])
         if isinstance(expr, functions.Folded):
@@ -168,13 +209,13 @@ class Lowering:
         if isinstance(expr, sympy.Pow):
             return self._power(*expr.args)
         if isinstance(expr, sympy.Piecewise):
-            return _piecewise(*((self(v), self(c)) for v, c in expr.args))
+            return self.call(_piecewise, *(self(part) for pair in expr.args for part in pair))
         for cls in type(expr).__mro__:  # our subclasses first, then SymPy's own classes
             if cls in FUNCTIONS:
-                return FUNCTIONS[cls](*(self(a) for a in expr.args))
+                return self.call(FUNCTIONS[cls], *(self(a) for a in expr.args))
         raise TypeError(f"no torch lowering for {type(expr).__name__}: {expr}")
 
-    def _product(self, factors: Sequence[sympy.Basic]) -> Tensor:
+    def _product(self, factors: Sequence[sympy.Basic]) -> Ref:
         """A product as numerator / denominator: x/3 is one rounding, not x * 0.333…"""
         numerator: list[sympy.Basic] = []
         denominator: list[sympy.Basic] = []
@@ -186,29 +227,25 @@ class Lowering:
                 denominator.append(f.base**-f.exp)
             else:
                 numerator.append(f)
-        factors = [self(f) for f in numerator if f != 1]
-        top = functools.reduce(torch.mul, factors) if factors else self.constant(1.0)
+        multiply = functools.partial(self.call, torch.mul)
+        kept = [self(f) for f in numerator if f != 1]
+        top = functools.reduce(multiply, kept) if kept else self.constant(1.0)
         if not denominator:
             return top
-        return top / functools.reduce(torch.mul, (self(f) for f in denominator))
+        return self.call(torch.div, top, functools.reduce(multiply, (self(f) for f in denominator)))
 
-    def _power(self, base: sympy.Basic, exponent: sympy.Basic) -> Tensor:
+    def _power(self, base: sympy.Basic, exponent: sympy.Basic) -> Ref:
         if exponent == sympy.S.Half:
-            return torch.sqrt(self(base))
+            return self.call(torch.sqrt, self(base))
         if exponent == -sympy.S.Half:
-            return torch.rsqrt(self(base))
+            return self.call(torch.rsqrt, self(base))
         if exponent == -1:
-            return torch.reciprocal(self(base))
+            return self.call(torch.reciprocal, self(base))
         if exponent == 2:
-            return torch.square(self(base))
+            return self.call(torch.square, self(base))
         if base == sympy.E:
-            return torch.exp(self(exponent))
-        return torch.pow(self(base), self(exponent))
-
-
-def evaluate_constant(expr: sympy.Basic) -> float:
-    """The float64 value of a constant expression, computed as every result is: with torch."""
-    return float(Lowering({}, torch.zeros((), dtype=torch.float64))(expr))
+            return self.call(torch.exp, self(exponent))
+        return self.call(torch.pow, self(base), self(exponent))
 
 
 def compile(
@@ -224,14 +261,16 @@ def compile(
     """
     exprs = [accurate(e) for e in exprs]
     replacements, reduced = sympy.cse(list(exprs), symbols=sympy.numbered_symbols(cls=sympy.Dummy), order="none")
+    lowering = Lowering(variables)
+    for name, sub in replacements:
+        lowering.memo[name] = lowering(sub)
+    return lowering.tape([lowering(e) for e in reduced])
 
-    def run(columns: Mapping[str, Tensor], like: Tensor) -> list[Tensor]:
-        lowering = Lowering({v: columns[v.name] for v in variables}, like)
-        for name, sub in replacements:
-            lowering.env[name] = lowering(sub)
-        return [lowering(e).expand_as(like) for e in reduced]
 
-    return run
+def evaluate_constant(expr: sympy.Basic) -> float:
+    """The float64 value of a constant expression, computed as every result is: with torch."""
+    lowering = Lowering([])
+    return float(lowering.tape([lowering(expr)])({}, torch.zeros((), dtype=torch.float64))[0])
 
 
 def device(name: str, dtype: torch.dtype) -> torch.device:
