@@ -98,3 +98,25 @@ def test_log_of_one_plus_and_exp_minus_one_keep_small_values():
     assert evaluate(parse("log(1 + x)").expr, {"x": [1e-17]}) == [1e-17]
     assert evaluate(parse("exp(x) - 1").expr, {"x": [1e-17]}) == [1e-17]
     assert evaluate(parse("y*(exp(x) - 1) + log(x + 1)").expr, {"x": [1e-17], "y": [2.0]}) == [3e-17]
+
+
+def test_the_tape_returns_variables_constants_and_shared_subexpressions_on_every_call():
+    shared = sympy.sin(x) * y
+    run = lower.compile([x, sympy.Float(2.5), shared**2 + shared, sympy.cos(shared)], [x, y])
+    columns = {"x": torch.tensor([0.5, 2.0], dtype=torch.float64), "y": torch.tensor([3.0, -1.0], dtype=torch.float64)}
+    like = torch.empty(2, dtype=torch.float64)
+    for _ in range(2):  # the second call reuses the constants and must not see the first call's slots
+        got = [t.tolist() for t in run(columns, like)]
+        s = [math.sin(0.5) * 3.0, math.sin(2.0) * -1.0]
+        assert got == [[0.5, 2.0], [2.5, 2.5], [v * v + v for v in s], [math.cos(v) for v in s]]
+
+
+def test_constants_made_under_inference_mode_do_not_stop_autograd():
+    run = lower.compile([3 * x**2 + 1], [x])
+    like = torch.empty(1, dtype=torch.float64)
+    with torch.inference_mode():
+        assert run({"x": torch.tensor([2.0], dtype=torch.float64)}, like)[0].item() == 13.0
+    leaf = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+    (value,) = run({"x": leaf}, like)
+    value.sum().backward()
+    assert leaf.grad.tolist() == [12.0]
