@@ -46,6 +46,7 @@ CASES = [
     ["value", "9**9**9"],
     ["grad", "x", "--qqq"],
     ["check", "relu(x)", "--at", "x=0", "--format", "json"],
+    ["scan", "x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=3.7", "--check", "-f", "json"],
     ["--help"],
     ["grad", "--help"],
     ["--version"],
