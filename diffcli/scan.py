@@ -194,8 +194,9 @@ class Scan:
                 carried.update(zip(self._carried, self._step(carried, like)))
 
     def reverse(self, values: Mapping[str, torch.Tensor], steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """The reported columns after the last step by reverse mode, and for each run the largest
-        |d output / d state| over the steps: how much a perturbation of the state is amplified."""
+        """The reported columns after the last step by reverse mode, and for each run how much the
+        map amplifies a perturbation of the state: the largest |d output / d state| over the steps,
+        over the output's own |d output / d last state| (so that scaling an output changes nothing)."""
         like = torch.empty_like(next(iter(values.values())))
         state = self._started(values)
         kept = torch.empty((steps, len(self.states), like.numel()), dtype=like.dtype, device=like.device)
@@ -204,14 +205,17 @@ class Scan:
         outputs, pulls = final[: len(self._adjoints)], self._per_output(final[len(self._adjoints) :])
         adjoints = [pull[: len(self.states)] for pull in pulls]  # λ: d output / d state
         totals = [pull[len(self.states) :] for pull in pulls]  # d output / d parameter, so far
-        amplification = _largest([a for adjoint in adjoints for a in adjoint], like)
+        last = [_largest(adjoint, like) for adjoint in adjoints]  # each output's |d output / d last state|
+        amplification = torch.ones_like(like)
         for k in reversed(range(steps)):
             state.update({s: kept[k, i] for i, s in enumerate(self.states)})
             state.update({n: a for names, adjoint in zip(self._adjoints, adjoints) for n, a in zip(names, adjoint)})
             pulls = self._per_output(self._back(state, like))
             adjoints = [pull[: len(self.states)] for pull in pulls]
             totals = [[t + p for t, p in zip(total, pull[len(self.states) :])] for total, pull in zip(totals, pulls)]
-            amplification = torch.maximum(amplification, _largest([a for adjoint in adjoints for a in adjoint], like))
+            for adjoint, scale in zip(adjoints, last):
+                growth = (_largest(adjoint, like) / scale).nan_to_num(nan=1.0, posinf=1.0)  # 0/0, x/0: no scale
+                amplification = torch.maximum(amplification, growth)
         self.growth = max(self.growth, float(amplification.max()))
         derivatives = []
         for adjoint, total in zip(adjoints, totals):

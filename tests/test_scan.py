@@ -220,3 +220,11 @@ def test_check_finds_an_engine_that_is_off_by_a_millionth(monkeypatch, engine):
     failing = {r["engine"] for r in rows if not r["ok"]}
     assert code == 5
     assert failing == ({"reverse mode", "finite differences"} if engine == "forward" else {"reverse mode"})
+
+
+@pytest.mark.parametrize(("r", "places"), [("2.8", 15), ("3.7", 7)])
+def test_the_digits_left_do_not_depend_on_the_scale_of_an_output(r, places):
+    args = ["x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", f"r={r}", "--output-expr", "big=1e6*x"]
+    code, rows, err = check(*args)
+    assert code == 0 and {row["digits"] for row in rows} == {places}
+    assert ("expect about" in err) == (places < 15)
