@@ -7,6 +7,7 @@ Only this module knows typer. It imports neither torch nor sympy at module level
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import io
 import os
@@ -129,7 +130,7 @@ COMMANDS = {
 def _register(operation: str, parameters: list[inspect.Parameter], doc: str) -> None:
     def command(**options: Any) -> None:
         with _error_boundary():
-            _run(operation, **options)
+            _run(operation, source=_Input.taken(options), **options)
 
     command.__signature__ = inspect.Signature([*parameters, *COMMON])  # type: ignore[attr-defined]
     command.__doc__ = doc
@@ -150,7 +151,7 @@ CHECK_OPTIONS = [
 
 def _check_command(**options: Any) -> None:
     with _error_boundary():
-        _check(**options)
+        _check(source=_Input.taken(options), **options)
 
 
 _check_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -183,7 +184,7 @@ SCAN_OPTIONS = [
 
 def _scan_command(**options: Any) -> None:
     with _error_boundary():
-        _scan(**options)
+        _scan(source=_Input.taken(options), **options)
 
 
 _scan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -325,35 +326,21 @@ def _run(
     precision: int | None,
     symbolic: bool,
     latex: bool,
-    input: str | None,
-    input_format: str | None,
-    no_header: bool,
-    columns: str | None,
-    mapping: list[str] | None,
-    delimiter: str | None,
-    skip_bad_rows: bool,
-    batch_size: int,
+    source: _Input,
     wrt: str | None = None,
     tangent: str | None = None,
     cotangent: str | None = None,
     order: int | None = None,
 ) -> None:
     """Parse, plan, read in batches, evaluate, write: the whole pipeline of one command."""
-    if precision is not None and not 1 <= precision <= 17:
-        raise UsageError(f"--precision must be between 1 and 17, got {precision}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be positive, got {batch_size}")
-    if no_header != (columns is not None):
-        raise UsageError("--no-header and --columns go together: --no-header --columns x,y")
-    if delimiter is not None and len(delimiter) != 1:
-        raise UsageError(f"--delimiter must be one character, got {delimiter!r}")
+    _check_precision(precision)
 
     from . import language  # SymPy: the expression is checked before polars and torch are loaded
 
     texts = [exprs] if isinstance(exprs, str) else exprs
     parsed = [language.parse(t) for t in texts]
     auxiliary = [language.parse(a) for a in aux or []]
-    fmt = _format(fmt, output, input)
+    fmt = _format(fmt, output, source.input)
 
     from . import sinks, sources, transforms
 
@@ -368,9 +355,7 @@ def _run(
         order=order,
     )
     with contextlib.ExitStack() as stack:
-        reader, from_file, coordinates = _sources(
-            stack, plan, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
-        )
+        reader, from_file, coordinates = _sources(stack, plan, points, source)
         taken = sorted(set(coordinates) & {q.column for q in plan.quantities})
         if taken:
             raise UsageError(f"the output column {taken[0]!r} is also an input column; rename one of them")
@@ -378,7 +363,7 @@ def _run(
 
         from . import pipeline
 
-        frames = pipeline.ahead(points.frames(batch_size) if reader is None else map(points.cross, reader))
+        frames = pipeline.ahead(points.frames(source.batch_size) if reader is None else map(points.cross, reader))
 
         torch_dtype, target = _torch(dtype, device)
         compute = pipeline.Evaluator(plan, from_file, torch_dtype, target)
@@ -431,25 +416,52 @@ def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
         bar.stop()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Input:
+    """Where the rows come from: ``--input`` and the options that go with it, checked once for
+    every command."""
+
+    input: str | None
+    input_format: str | None
+    no_header: bool
+    columns: str | None
+    mapping: list[str] | None
+    delimiter: str | None
+    skip_bad_rows: bool
+    batch_size: int
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.no_header != (self.columns is not None):
+            raise UsageError("--no-header and --columns go together: --no-header --columns x,y")
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise UsageError(f"--delimiter must be one character, got {self.delimiter!r}")
+
+    @classmethod
+    def taken(cls, options: dict[str, Any]) -> _Input:
+        """The input options, taken out of a command's ``options``."""
+        return cls(**{f.name: options.pop(f.name) for f in dataclasses.fields(cls)})
+
+
+def _check_precision(precision: int | None) -> None:
+    if precision is not None and not 1 <= precision <= 17:
+        raise UsageError(f"--precision must be between 1 and 17, got {precision}")
+
+
 def _sources(
     stack: contextlib.ExitStack,
     plan: Any,  # a transforms.Plan or a scan.Scan: what matters is its ``variables``
     points: Any,
-    input: str | None,
-    input_format: str | None,
-    columns: str | None,
-    delimiter: str | None,
-    skip_bad_rows: bool,
-    batch_size: int,
-    mapping: list[str] | None,
+    source: _Input,
 ) -> tuple[Any, dict[str, str], list[str]]:
     """The input reader (or None), the input column of each variable, and the coordinate columns;
     usage errors for variables that nothing gives a value."""
-    renames = dict(_pair(m, "--map") for m in mapping or [])
+    renames = dict(_pair(m, "--map") for m in source.mapping or [])
     reader = None
     from_file: dict[str, str] = {}  # variable -> input column
-    if input is not None:
-        reader = _reader(stack, input, input_format, columns, delimiter, skip_bad_rows, batch_size)
+    if source.input is not None:
+        reader = _reader(stack, source.input, source)
         names = reader.header()
         from_file = {v: renames.get(v, v) for v in plan.variables if renames.get(v, v) in names}
         clash = sorted(set(from_file) & set(points.names))
@@ -458,9 +470,9 @@ def _sources(
         reader.numeric = set(from_file.values())
     missing = [v for v in plan.variables if v not in points.names and v not in from_file]
     if missing:
-        source = f"not a column of {reader.name}, " if reader else ""
+        where = f"not a column of {reader.name}, " if reader else ""
         raise UsageError(
-            f"no value for {', '.join(missing)} ({source}not given by --at or --grid)",
+            f"no value for {', '.join(missing)} ({where}not given by --at or --grid)",
             hint=f"give it with --at {missing[0]}=VALUE" + (f" or --map {missing[0]}=COLUMN" if reader else ""),
         )
     return reader, from_file, [*(reader.names if reader else []), *points.names]
@@ -485,19 +497,13 @@ def _scan(
     fmt: str,
     output: str | None,
     precision: int | None,
-    input: str | None,
-    input_format: str | None,
-    no_header: bool,
-    columns: str | None,
-    mapping: list[str] | None,
-    delimiter: str | None,
-    skip_bad_rows: bool,
-    batch_size: int,
+    source: _Input,
 ) -> None:
     """``diffcli scan``: the points as for every command, one run of the recurrence per point;
     with ``--check``, the report of ``check`` instead of the results."""
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
+    _check_precision(precision)
     from . import language
     from .scan import METHODS
 
@@ -512,7 +518,7 @@ def _scan(
     results = [language.parse(o) for o in outputs or []]
     if any(r.name is None for r in results):
         raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
-    fmt = _format(fmt, output, None if check else input)
+    fmt = _format(fmt, output, None if check else source.input)
     from . import sinks, sources
     from .scan import Scan
 
@@ -525,15 +531,13 @@ def _scan(
             wrt=[n.strip() for n in wrt.split(",")] if wrt else [],
         )
     with contextlib.ExitStack() as stack:
-        reader, from_file, coordinates = _sources(
-            stack, recurrence, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
-        )
+        reader, from_file, coordinates = _sources(stack, recurrence, points, source)
         if from_file and any(v != c for v, c in from_file.items()):
             raise UsageError("scan takes parameters from columns of their own names; --map is not supported here")
         from . import pipeline
 
         torch_dtype, target = _torch(dtype, device)
-        frames = pipeline.ahead(points.frames(batch_size) if reader is None else map(points.cross, reader))
+        frames = pipeline.ahead(points.frames(source.batch_size) if reader is None else map(points.cross, reader))
         if check:
             from .check import ScanChecker
 
@@ -577,14 +581,7 @@ def _check(
     dtype: str,
     fmt: str,
     output: str | None,
-    input: str | None,
-    input_format: str | None,
-    no_header: bool,
-    columns: str | None,
-    mapping: list[str] | None,
-    delimiter: str | None,
-    skip_bad_rows: bool,
-    batch_size: int,
+    source: _Input,
 ) -> None:
     """``diffcli check``: the points as for every command, then one report row per output,
     quantity and engine."""
@@ -597,9 +594,7 @@ def _check(
     points = _points(at, grid)
     probe = transforms.plan("jacobian", parsed, wrt=[n.strip() for n in wrt.split(",")] if wrt else [])
     with contextlib.ExitStack() as stack:
-        reader, from_file, coordinates = _sources(
-            stack, probe, points, input, input_format, columns, delimiter, skip_bad_rows, batch_size, mapping
-        )
+        reader, from_file, coordinates = _sources(stack, probe, points, source)
 
         from . import check, pipeline
 
@@ -607,7 +602,7 @@ def _check(
         checker = check.Checker(
             parsed, wrt=probe.wrt, order=order, **_tolerances(rtol, atol, torch_dtype), device=target
         )
-        frames = points.frames(batch_size) if reader is None else map(points.cross, reader)
+        frames = points.frames(source.batch_size) if reader is None else map(points.cross, reader)
         for frame in pipeline.ahead(frames):
             checker.add(frame, from_file)
         with _destination(output) as stream:
@@ -710,15 +705,7 @@ def _pair(text: str, option: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _reader(
-    stack: contextlib.ExitStack,
-    path: str,
-    fmt: str | None,
-    columns: str | None,
-    delimiter: str | None,
-    skip_bad: bool,
-    batch_rows: int,
-) -> Any:
+def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
     """The input reader for ``--input path``: a file or stdin, format named or sniffed."""
     from .readers import Reader, input_format
 
@@ -738,15 +725,15 @@ def _reader(
     if not hasattr(stream, "peek"):
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]  # e.g. a test's BytesIO stdin
     head = stream.peek(4096)[:4096]
-    names = [c.strip() for c in columns.split(",")] if columns else None
+    names = [c.strip() for c in source.columns.split(",")] if source.columns else None
     return Reader(
         stream,
         name,
-        input_format(path, fmt, head),
+        input_format(path, source.input_format, head),
         columns=names,
-        delimiter=delimiter,
-        skip_bad=skip_bad,
-        batch_rows=batch_rows,
+        delimiter=source.delimiter,
+        skip_bad=source.skip_bad_rows,
+        batch_rows=source.batch_size,
     )
 
 

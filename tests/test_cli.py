@@ -231,3 +231,25 @@ def test_a_tab_press_imports_neither_torch_nor_sympy():
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "grad" in proc.stdout and "typer" in imported
     assert not imported & {"torch", "sympy", "numpy", "polars", "rich"}
+
+
+SCAN = ["scan", "x = r*x", "--init", "x=1", "--steps", "2", "--at", "r=2"]
+
+
+@pytest.mark.parametrize("command", [["grad", "x*r", "--at", "x=1,r=2"], ["check", "x*r", "--at", "x=1,r=2"], SCAN])
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        (["--batch-size", "0"], "--batch-size must be positive"),
+        (["--no-header"], "--no-header and --columns go together"),
+        (["--delimiter", ";;"], "--delimiter must be one character"),
+    ],
+)
+def test_input_options_are_checked_alike_by_every_command(command, option, needle):
+    result = invoke(*command, *option)
+    assert result.exit_code == 2 and needle in result.stderr
+
+
+def test_scan_checks_precision_as_every_command():
+    result = invoke(*SCAN, "--precision", "40")
+    assert result.exit_code == 2 and "--precision must be between 1 and 17" in result.stderr
