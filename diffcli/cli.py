@@ -541,13 +541,12 @@ def _scan(
         if check:
             from .check import ScanChecker
 
-            checker = ScanChecker(recurrence, steps, **_tolerances(rtol, atol, torch_dtype), device=target)
+            rtol, atol = _tolerances(rtol, atol, torch_dtype)
+            checker = ScanChecker(recurrence, steps, rtol=rtol, atol=atol, dtype=torch_dtype, device=target)
             for frame in _progress(frames):
                 checker.add(frame)
-            with _destination(output) as stream:
-                _write_report(checker.report.rows(), fmt, stream)
             _conditioning_note(recurrence, torch_dtype)
-            _disagreements(checker.report.rows())
+            _report(checker.report.rows(), fmt, output)
             return
         layout = sinks.Layout([*coordinates, *(["step"] if trajectory else [])], recurrence.columns)
         stream = stack.enter_context(_destination(output))
@@ -599,28 +598,28 @@ def _check(
         from . import check, pipeline
 
         torch_dtype, target = _torch(dtype, device)
+        rtol, atol = _tolerances(rtol, atol, torch_dtype)
         checker = check.Checker(
-            parsed, wrt=probe.wrt, order=order, **_tolerances(rtol, atol, torch_dtype), device=target
+            parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=atol, dtype=torch_dtype, device=target
         )
         frames = points.frames(source.batch_size) if reader is None else map(points.cross, reader)
         for frame in pipeline.ahead(frames):
             checker.add(frame, from_file)
-        with _destination(output) as stream:
-            _write_report(checker.report.rows(), fmt, stream)
-    _disagreements(checker.report.rows())
+        _report(checker.report.rows(), fmt, output)
 
 
-def _tolerances(rtol: float | None, atol: float | None, dtype: Any) -> dict[str, Any]:
-    """``--rtol`` and ``--atol`` (each defaults to the other, then to the dtype's) with the dtype."""
+def _tolerances(rtol: float | None, atol: float | None, dtype: Any) -> tuple[float, float]:
+    """``--rtol`` and ``--atol``: each defaults to the other, then to the dtype's."""
     from . import check
 
-    default = check.tolerance(dtype)
-    rtol = rtol if rtol is not None else default
-    return {"rtol": rtol, "atol": atol if atol is not None else rtol, "dtype": dtype}
+    rtol = rtol if rtol is not None else check.tolerance(dtype)
+    return rtol, atol if atol is not None else rtol
 
 
-def _disagreements(rows: list[dict[str, Any]]) -> None:
-    """Exit 5 (once the report is written) if any engine disagreed."""
+def _report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
+    """Write a check report whole, then exit 5 if any engine disagreed."""
+    with _destination(output) as stream:
+        _write_report(rows, fmt, stream)
     failures = sum(int(r["failures"]) for r in rows)
     if failures:
         raise DisagreementError(f"check: {failures} disagreement(s) beyond the tolerances: the rows with ok=false")
