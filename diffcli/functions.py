@@ -8,6 +8,8 @@ The class names are the names users type, so ``--symbolic`` prints what they wro
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy
 from sympy.core.evalf import prec_to_dps
 
@@ -91,6 +93,65 @@ class Mod(sympy.Mod):
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         x, y = self.args
         return sympy.S.One if argindex == 1 else -floor(x / y)
+
+
+class atan2(sympy.Function):  # noqa: N801
+    """atan2(y, x), kept whole: SymPy rewrites sin(atan2(y, x)) into y/sqrt(x**2 + y**2), whose
+    derivative cancels (a y-derivative of 9e-17 came out as -6e-16)."""
+
+    nargs = 2
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr:
+        y, x = (a.evalf(prec_to_dps(prec)) for a in self.args)
+        return sympy.atan2(y, x).evalf(prec_to_dps(prec))
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real and self.args[1].is_real
+
+    def _latex(self, printer: object) -> str:
+        return sympy.latex(sympy.atan2(*self.args, evaluate=False))
+
+
+class Helper(sympy.Function):
+    """A derivative in the form that keeps its digits (``rules.py`` holds its torch kernel).
+
+    ``textbook`` is the plain formula, for ``--symbolic`` and for SymPy's ``evalf``.
+    """
+
+    @staticmethod
+    def textbook(*args: sympy.Expr) -> sympy.Expr:
+        raise NotImplementedError
+
+    def plain(self) -> sympy.Expr:
+        return type(self).textbook(*self.args)
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr:
+        return self.plain().evalf(prec_to_dps(prec))
+
+    def _eval_is_real(self) -> bool | None:
+        return True
+
+
+def _helper(name: str, nargs: int, textbook: Callable[..., sympy.Expr]) -> type[Helper]:
+    return type(name, (Helper,), {"nargs": nargs, "textbook": staticmethod(textbook)})
+
+
+sech2 = _helper("sech2", 1, lambda u: 1 - sympy.tanh(u) ** 2)  # tanh'
+dsigmoid = _helper("dsigmoid", 1, lambda u: sigmoid(u) * (1 - sigmoid(u)))
+datan = _helper("datan", 1, lambda u: 1 / (1 + u**2))
+d2atan = _helper("d2atan", 1, lambda u: -2 * u / (1 + u**2) ** 2)
+dasinh = _helper("dasinh", 1, lambda u: 1 / sympy.sqrt(1 + u**2))
+d2asinh = _helper("d2asinh", 1, lambda u: -u / (1 + u**2) ** sympy.Rational(3, 2))
+dacosh = _helper("dacosh", 1, lambda u: 1 / sympy.sqrt(u**2 - 1))
+d2acosh = _helper("d2acosh", 1, lambda u: -u / (u**2 - 1) ** sympy.Rational(3, 2))
+atan2_d = _helper("atan2_d", 2, lambda a, b: b / (a**2 + b**2))  # d atan2(a, b) / da
+atan2_daa = _helper("atan2_daa", 2, lambda a, b: -2 * a * b / (a**2 + b**2) ** 2)
+atan2_dab = _helper("atan2_dab", 2, lambda a, b: (a**2 - b**2) / (a**2 + b**2) ** 2)
+hypot_d = _helper("hypot_d", 2, lambda a, b: a / sympy.sqrt(a**2 + b**2))  # d hypot(a, b) / da
+hypot_daa = _helper("hypot_daa", 2, lambda a, b: b**2 / (a**2 + b**2) ** sympy.Rational(3, 2))
+hypot_dab = _helper("hypot_dab", 2, lambda a, b: -a * b / (a**2 + b**2) ** sympy.Rational(3, 2))
+dirac = _helper("dirac", 1, lambda u: sympy.DiracDelta(u))  # of sign and heaviside: NaN at 0
+floor_quotient = _helper("floor_quotient", 2, lambda x, y: floor(x / y))
 
 
 class Folded(sympy.Dummy):

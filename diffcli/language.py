@@ -45,7 +45,8 @@ def _log(x: sympy.Expr, base: sympy.Expr | None = None) -> sympy.Expr:
         return cfunctions.log2(x)
     if base == 10:
         return cfunctions.log10(x)
-    return sympy.log(x) / sympy.log(base)
+    # a constant's log unevaluated: SymPy would make log(-1) the complex i·pi
+    return sympy.log(x, evaluate=not x.is_number) / sympy.log(base, evaluate=not base.is_number)
 
 
 def _exact_safe(f: Builder) -> Builder:
@@ -61,7 +62,7 @@ FUNCTIONS: dict[str, tuple[Builder, int, int | None]] = {
     "asin": (sympy.asin, 1, 1),
     "acos": (sympy.acos, 1, 1),
     "atan": (sympy.atan, 1, 1),
-    "atan2": (sympy.atan2, 2, 2),
+    "atan2": (functions.atan2, 2, 2),
     "sinh": (sympy.sinh, 1, 1),
     "cosh": (sympy.cosh, 1, 1),
     "tanh": (sympy.tanh, 1, 1),

@@ -1,4 +1,5 @@
-"""SymPy -> torch: one table keyed by SymPy classes, walked without ``exec`` (DESIGN §5, §7).
+"""SymPy -> torch: the kernels of ``rules.RULES`` and a table of the structure around them
+(sums, comparisons, logic), walked without ``exec``.
 
 ``compile`` takes the expressions a command needs (values and their symbolic derivatives),
 shares their common subexpressions (``sympy.cse``) and returns a function from columns of
@@ -15,33 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 import sympy
 import torch
-from sympy.codegen import cfunctions
 
-from . import functions
+from . import functions, rules
 
 Tensor = torch.Tensor
 
 
 def _fold(op: Callable[[Tensor, Tensor], Tensor]) -> Callable[..., Tensor]:
     return lambda *args: functools.reduce(op, args)
-
-
-def _gamma(x: Tensor) -> Tensor:
-    """Gamma(x) for real x: torch has only lgamma = log|Gamma|, so put the sign back."""
-    negative_odd = (x < 0) & (torch.remainder(torch.ceil(-x), 2) == 1)
-    return torch.where(negative_odd, -1.0, 1.0) * torch.exp(torch.lgamma(x))
-
-
-def _cbrt(x: Tensor) -> Tensor:
-    """Real cube root, refined by one Newton step to correct the rounding of 1/3."""
-    y = torch.sign(x) * torch.abs(x) ** (1 / 3)
-    refined = y - (y * y * y - x) / (3 * y * y)
-    return torch.where(torch.isfinite(refined) & (y != 0), refined, y)
-
-
-def _dirac(x: Tensor, *order: Tensor) -> Tensor:
-    """DiracDelta: 0 away from its point; at the point the derivative does not exist: NaN."""
-    return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
 
 
 def _piecewise(*parts: Tensor) -> Tensor:
@@ -53,46 +35,8 @@ def _piecewise(*parts: Tensor) -> Tensor:
 
 
 # SymPy class -> torch function of the lowered arguments. Exact classes: see ``_lower``.
-FUNCTIONS: dict[type[sympy.Basic], Callable[..., Tensor]] = {
+STRUCTURE: dict[type[sympy.Basic], Callable[..., Tensor]] = {
     sympy.Add: _fold(torch.add),
-    sympy.Max: _fold(torch.maximum),
-    sympy.Min: _fold(torch.minimum),
-    sympy.sin: torch.sin,
-    sympy.cos: torch.cos,
-    sympy.tan: torch.tan,
-    sympy.asin: torch.asin,
-    sympy.acos: torch.acos,
-    sympy.atan: torch.atan,
-    sympy.atan2: torch.atan2,
-    sympy.sinh: torch.sinh,
-    sympy.cosh: torch.cosh,
-    sympy.tanh: torch.tanh,
-    sympy.asinh: torch.asinh,
-    sympy.acosh: torch.acosh,
-    sympy.atanh: torch.atanh,
-    sympy.exp: torch.exp,
-    sympy.log: torch.log,  # NaN below 0, -inf at 0
-    cfunctions.expm1: torch.expm1,
-    cfunctions.log1p: torch.log1p,
-    cfunctions.log2: torch.log2,
-    cfunctions.log10: torch.log10,
-    cfunctions.hypot: torch.hypot,
-    sympy.Abs: torch.abs,
-    sympy.sign: torch.sign,
-    functions.floor: torch.floor,
-    functions.ceiling: torch.ceil,
-    functions.Mod: torch.remainder,  # the sign of the divisor, as SymPy's Mod
-    functions.sigmoid: torch.sigmoid,
-    functions.softplus: lambda x: torch.logaddexp(x, torch.zeros_like(x)),
-    functions.relu: torch.relu,
-    functions.cbrt: _cbrt,
-    sympy.erf: torch.special.erf,
-    sympy.erfc: torch.special.erfc,
-    sympy.gamma: _gamma,
-    sympy.loggamma: torch.lgamma,  # log|Gamma(x)|, as C's lgamma
-    sympy.polygamma: lambda n, x: torch.special.polygamma(int(n), x),
-    sympy.Heaviside: lambda x, h0=0.5: torch.heaviside(x, torch.as_tensor(h0, dtype=x.dtype, device=x.device)),
-    sympy.DiracDelta: _dirac,
     sympy.StrictLessThan: torch.lt,
     sympy.LessThan: torch.le,
     sympy.StrictGreaterThan: torch.gt,
@@ -102,6 +46,7 @@ FUNCTIONS: dict[type[sympy.Basic], Callable[..., Tensor]] = {
     sympy.And: _fold(torch.logical_and),
     sympy.Or: _fold(torch.logical_or),
     sympy.Not: torch.logical_not,
+    sympy.ITE: torch.where,
 }
 CONSTANTS: dict[sympy.Basic, float] = {
     sympy.pi: math.pi,
@@ -111,26 +56,6 @@ CONSTANTS: dict[sympy.Basic, float] = {
     sympy.zoo: math.nan,  # 1/0 in SymPy: an infinity without a sign, so no real value
     sympy.nan: math.nan,
 }
-
-
-def accurate(expr: sympy.Basic) -> sympy.Basic:
-    """log(1 + t) -> log1p(t) and exp(t) - 1 -> expm1(t): the same values, without the rounding
-    of 1 + t or the cancellation of exp(t) - 1 near 0. (SymPy's codegen.rewriting does this too,
-    but importing it costs 50 ms of every run.)"""
-
-    def is_log_of_one_plus(e: sympy.Basic) -> bool:
-        return isinstance(e, sympy.log) and e.args[0].is_Add and sympy.S.One in e.args[0].args
-
-    def is_exp_minus_one(e: sympy.Basic) -> bool:
-        return e.is_Add and sympy.S.NegativeOne in e.args and any(isinstance(a, sympy.exp) for a in e.args)
-
-    def expm1(e: sympy.Add) -> sympy.Basic:
-        first = next(a for a in e.args if isinstance(a, sympy.exp))
-        rest = [a for a in e.args if a is not first and a != -1]
-        return sympy.Add(cfunctions.expm1(first.args[0]), *rest)
-
-    expr = expr.replace(is_log_of_one_plus, lambda e: cfunctions.log1p(e.args[0] - 1))
-    return expr.replace(is_exp_minus_one, expm1)
 
 
 Ref = tuple[str, int]  # ("variable" | "constant" | "call", index)
@@ -196,6 +121,8 @@ class Lowering:
     def _lower(self, expr: sympy.Basic) -> Ref:
         if expr in CONSTANTS:
             return self.constant(CONSTANTS[expr])
+        if expr.is_number and expr.is_extended_real is False:  # log(-1) is i·pi: no real value
+            return self.constant(math.nan)
         if isinstance(expr, functions.Folded):
             return self.constant(expr.value)
         if isinstance(expr, sympy.Symbol):
@@ -210,9 +137,10 @@ class Lowering:
             return self._power(*expr.args)
         if isinstance(expr, sympy.Piecewise):
             return self.call(_piecewise, *(self(part) for pair in expr.args for part in pair))
-        for cls in type(expr).__mro__:  # our subclasses first, then SymPy's own classes
-            if cls in FUNCTIONS:
-                return self.call(FUNCTIONS[cls], *(self(a) for a in expr.args))
+        row = rules.rule(expr)
+        function = row.torch if row is not None else STRUCTURE.get(type(expr))
+        if function is not None:
+            return self.call(function, *(self(a) for a in expr.args))
         raise TypeError(f"no torch lowering for {type(expr).__name__}: {expr}")
 
     def _product(self, factors: Sequence[sympy.Basic]) -> Ref:
@@ -259,7 +187,7 @@ def compile(
     >>> compile([x**2, 2*x], [x])({"x": torch.tensor([3.0])}, torch.empty(1))
     [tensor([9.]), tensor([6.])]
     """
-    exprs = [accurate(e) for e in exprs]
+    exprs = [rules.accurate(e) for e in exprs]
     replacements, reduced = sympy.cse(list(exprs), symbols=sympy.numbered_symbols(cls=sympy.Dummy), order="none")
     lowering = Lowering(variables)
     for name, sub in replacements:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import sympy
 
-from . import functions
+from . import functions, rules
 from .errors import ExpressionError, UsageError
 from .language import SYMBOLIC_SECONDS, Parsed, option_name, symbol, symbolic_time_limit
 
@@ -77,7 +77,7 @@ def plan(
     if operation in ("grad", "hessian", "derivative") and len(parsed) > 1:
         raise UsageError(f"{operation} takes one expression, got {len(parsed)}", hint="use jacobian for several")
     names = _output_names(parsed)
-    exprs = [p.expr for p in parsed]
+    exprs = [rules.accurate(p.expr) for p in parsed]
     free = set().union(*(variables_of(e) for e in exprs))
     if operation == "derivative":
         if not wrt and len(free) != 1:
@@ -102,7 +102,8 @@ def plan(
     first = (value_of[names[0]],)
 
     with symbolic_time_limit(f"{operation} (symbolic differentiation)"):
-        jacobian = {} if operation == "value" else _jacobian(names, exprs, wrt, operation)
+        d = Differentiator()
+        jacobian = {} if operation == "value" else _jacobian(names, exprs, wrt, operation, d)
         if operation == "grad":
             quantities += [Quantity(("grad", v), f"grad_{v}", jacobian[names[0], v], first) for v in wrt]
         elif operation == "jacobian":
@@ -116,7 +117,7 @@ def plan(
             second = {}
             for i, v in enumerate(wrt):
                 for w in wrt[i:]:
-                    second[v, w] = second[w, v] = sympy.diff(jacobian[names[0], v], symbol(w))
+                    second[v, w] = second[w, v] = d(jacobian[names[0], v], w)
             quantities += [
                 Quantity(("hessian", v, w), f"hessian_{v}_{w}", second[v, w], first) for v in wrt for w in wrt
             ]
@@ -141,31 +142,10 @@ def plan(
         quantities.append(Quantity(("aux", a.name), a.name, a.expr))
     needed = free | set(wrt) | set().union(*(variables_of(a.expr) for a in aux))
     _check_unique([q.column for q in quantities], needed)
-    places = () if operation == "value" else tuple((n, kinks(e)) for n, e in zip(names, exprs))
+    places = () if operation == "value" else tuple((n, rules.kinks(e)) for n, e in zip(names, exprs))
     return Plan(
         tuple(quantities), tuple(sorted(needed)), tuple(names), wrt, tuple(k for k in places if k[1] is not sympy.false)
     )
-
-
-def kinks(expr: sympy.Basic) -> sympy.Basic:
-    """Where ``expr`` is not differentiable, as a condition: abs, sign, relu and heaviside at 0,
-    ties of max and min, the jumps of floor, ceil and mod, and the boundaries of branches (where
-    the derivative reported is the taken branch's, DESIGN §1). False where there are none."""
-    places = []
-    for node in sympy.preorder_traversal(expr):
-        if isinstance(node, (sympy.Abs, sympy.sign, functions.relu, sympy.Heaviside)):
-            places.append(sympy.Eq(node.args[0], 0))
-        elif isinstance(node, (sympy.Max, sympy.Min)):
-            ties = [sympy.Eq(a, b) for i, a in enumerate(node.args) for b in node.args[i + 1 :]]
-            places.append(sympy.And(sympy.Or(*ties), sympy.Or(*(sympy.Eq(a, node) for a in node.args))))
-        elif isinstance(node, (functions.floor, functions.ceiling)):
-            places.append(sympy.Eq(node.args[0], functions.floor(node.args[0])))
-        elif isinstance(node, functions.Mod):
-            places.append(sympy.Eq(node, 0))
-        elif isinstance(node, sympy.Piecewise):
-            for _, condition in node.args:
-                places += [sympy.Eq(r.lhs, r.rhs) for r in condition.atoms(sympy.core.relational.Relational)]
-    return sympy.Or(*places)
 
 
 KINK = "kink:"  # the result key of each output's kink indicator (1 at a kink, else 0)
@@ -176,7 +156,7 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
     quantity, plus ``KINK + output``: 1 where that output is not differentiable."""
     from .lower import compile  # torch: imported only when there is something to evaluate
 
-    indicators = [sympy.Piecewise((1, where), (0, True)) for _, where in plan.kinks]
+    indicators = [where for _, where in plan.kinks]  # boolean columns
     with symbolic_time_limit("common subexpression elimination"):
         run = compile([*(q.expr for q in plan.quantities), *indicators], [symbol(v) for v in plan.variables])
     columns = [*(q.column for q in plan.quantities), *(KINK + name for name, _ in plan.kinks)]
@@ -198,12 +178,17 @@ def symbolic(plan: Plan, *, latex: bool = False) -> tuple[dict[str, str], list[s
     for q in plan.quantities:
         try:
             with symbolic_time_limit("simplification", seconds=SYMBOLIC_SECONDS / len(plan.quantities)):
-                expr = sympy.simplify(q.expr)
+                expr = sympy.simplify(plain(q.expr))
         except ExpressionError:
-            expr = q.expr
+            expr = plain(q.expr)
             unsimplified.append(q.column)
         text[q.column] = sympy.latex(expr) if latex else sympy.sstr(expr)
     return text, unsimplified
+
+
+def plain(expr: sympy.Basic) -> sympy.Basic:
+    """``expr`` with the derivatives' accurate forms written as the textbook formulas they compute."""
+    return expr.replace(lambda e: isinstance(e, functions.Helper), lambda e: e.plain())
 
 
 def set_order(names: Sequence[str]) -> list[str]:
@@ -212,12 +197,68 @@ def set_order(names: Sequence[str]) -> list[str]:
 
 
 def _jacobian(
-    names: Sequence[str], exprs: Sequence[sympy.Expr], wrt: Sequence[str], operation: str
+    names: Sequence[str], exprs: Sequence[sympy.Expr], wrt: Sequence[str], operation: str, d: Differentiator
 ) -> dict[tuple[str, object], sympy.Expr]:
     """d output / d variable for each pair; for ``derivative`` one entry keyed by the whole ``wrt``."""
     if operation == "derivative":
-        return {(names[0], tuple(wrt)): sympy.diff(exprs[0], *(symbol(v) for v in wrt))}
-    return {(n, v): sympy.diff(e, symbol(v)) for n, e in zip(names, exprs) for v in wrt}
+        result = exprs[0]
+        for v in wrt:
+            result = d(result, v)
+        return {(names[0], tuple(wrt)): result}
+    return {(n, v): d(e, v) for n, e in zip(names, exprs) for v in wrt}
+
+
+class Differentiator:
+    """The chain rule over a SymPy expression, with each function's partials from ``rules.RULES``.
+
+    SymPy's own ``diff`` evaluates its textbook formulas as written (1 - tanh² is 0 past x = 19)
+    and leaves ``re``, ``im`` and ``Derivative`` behind when it cannot prove an argument real
+    (``abs(log(x))``); here every variable is real, every node has a rule, and subexpressions
+    shared between derivatives are differentiated once (memoised).
+    """
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple[sympy.Basic, str], sympy.Expr] = {}
+
+    def __call__(self, expr: sympy.Basic, variable: str) -> sympy.Expr:
+        key = (expr, variable)
+        if key not in self.memo:
+            self.memo[key] = self._derivative(expr, variable)
+        return self.memo[key]
+
+    def _derivative(self, expr: sympy.Basic, variable: str) -> sympy.Expr:
+        x = symbol(variable)
+        if x not in expr.free_symbols:
+            return sympy.S.Zero
+        if expr == x:
+            return sympy.S.One
+        if expr.is_Add:
+            return sympy.Add(*(self(a, variable) for a in expr.args))
+        if expr.is_Mul:
+            args = expr.args
+            return sympy.Add(
+                *(
+                    sympy.Mul(*args[:i], self(a, variable), *args[i + 1 :])
+                    for i, a in enumerate(args)
+                    if x in a.free_symbols
+                )
+            )
+        if expr.is_Pow:
+            base, exponent = expr.args
+            if x not in exponent.free_symbols:
+                return exponent * base ** (exponent - 1) * self(base, variable)
+            if x not in base.free_symbols:
+                return expr * sympy.log(base) * self(exponent, variable)
+            return expr * (self(exponent, variable) * sympy.log(base) + exponent * self(base, variable) / base)
+        if isinstance(expr, sympy.Piecewise):
+            return sympy.Piecewise(*((self(value, variable), condition) for value, condition in expr.args))
+        row = rules.rule(expr)
+        if row is None:
+            raise ExpressionError(f"cannot differentiate {expr}")
+        if row.partials is None:
+            return self(expr.plain(), variable)
+        partials = row.partials(*expr.args)
+        return sympy.Add(*(p * self(a, variable) for p, a in zip(partials, expr.args) if x in a.free_symbols))
 
 
 def _output_names(parsed: Sequence[Parsed]) -> list[str]:

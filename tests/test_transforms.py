@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from diffcli import lower
 from diffcli.errors import UsageError
 from diffcli.language import parse, symbol
-from diffcli.transforms import KINK, evaluator, kinks, plan
+from diffcli.rules import kinks
+from diffcli.transforms import KINK, evaluator, plan
 
 F = "sin(x)*exp(-y**2) + log(1 + z**2)*x*y"
 VARIABLES = ("x", "y", "z")

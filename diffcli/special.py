@@ -1,0 +1,143 @@
+"""Torch kernels that keep their digits where torch's own or the textbook formula loses them.
+
+Each is element-wise and works on any device and dtype. They serve the derivative rules in
+``rules.py``: tanh' as sech² from exp(-2|x|) (1 - tanh² is 0 past x = 19), a gamma function and a
+polygamma family good to a few ulp (``exp(lgamma)`` loses |lgamma(x)| ulp; torch's trigamma has
+9 digits), the exact floor quotient that ``x % y`` differentiates into, and sin(πx), cos(πx)
+without the rounding of π·x.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+Tensor = torch.Tensor
+
+STIRLING_TERMS = 10  # Bernoulli terms of the asymptotic series, enough at x >= 10 + n for float64
+
+
+@functools.cache
+def _bernoulli(count: int) -> tuple[float, ...]:
+    """B_2, B_4, …, B_2count as floats."""
+    from sympy import bernoulli
+
+    return tuple(float(bernoulli(2 * k)) for k in range(1, count + 1))
+
+
+def sinpi(x: Tensor) -> Tensor:
+    """sin(πx), reduced to |r| <= 1/2 exactly first (x - round(x) is exact)."""
+    n = torch.round(x)
+    sign = 1 - 2 * torch.remainder(n, 2)
+    return sign * torch.sin(math.pi * (x - n))
+
+
+def cospi(x: Tensor) -> Tensor:
+    """cos(πx) as sin(π(1/2 - |r|)): no cancellation next to its zeros at the half-integers."""
+    n = torch.round(x)
+    sign = 1 - 2 * torch.remainder(n, 2)
+    return sign * torch.sin(math.pi * (0.5 - (x - n).abs()))
+
+
+def sech2(x: Tensor) -> Tensor:
+    """sech²(x) = 1 - tanh²(x) = 4e/(1+e)² with e = exp(-2|x|): no cancellation, no overflow."""
+    e = torch.exp(-2 * x.abs())
+    return 4 * e / torch.square(1 + e)
+
+
+def dsigmoid(x: Tensor) -> Tensor:
+    """sigmoid'(x) = sigmoid(x)·sigmoid(-x): 1 - sigmoid(x) is 0 past x = 37."""
+    return torch.sigmoid(x) * torch.sigmoid(-x)
+
+
+def floor_quotient(x: Tensor, y: Tensor) -> Tensor:
+    """floor(x / y) as Python's and torch's ``%`` see it: x = y·q + x % y exactly.
+
+    The rounded x / y can be one off (7.5 / 0.1 rounds to 75, but 7.5 % 0.1 = 0.0999… = 7.5 - 74·0.1).
+    """
+    r = torch.fmod(x, y)  # exact
+    q = torch.round((x - r) / y)  # (x - r) / y is within rounding of an integer
+    return torch.where((r != 0) & ((r < 0) != (y < 0)), q - 1, q)
+
+
+def gamma(x: Tensor) -> Tensor:
+    """Γ(x) to a few ulp: Stirling's series at x >= 10 (x^x split in halves so it does not
+    overflow before Γ does), the recurrence below it, the reflection formula below 0."""
+    reflect = x < 0.5
+    z = torch.where(reflect, 1 - x, x)
+    shift = torch.clamp(torch.ceil(10 - z), min=0)
+    divisor = torch.ones_like(z)
+    for k in range(10):
+        divisor = torch.where(k < shift, divisor * (z + k), divisor)
+    w = z + shift
+    correction = sum(b / (2 * k * (2 * k - 1) * w ** (2 * k - 1)) for k, b in enumerate(_bernoulli(8), start=1))
+    half = torch.pow(w, w / 2)
+    stirling = torch.sqrt(2 * math.pi / w) * (half * torch.exp(-w)) * half * torch.exp(correction)
+    positive = torch.where(w > 172, math.inf, stirling / divisor)  # Γ(172) overflows float64
+    return torch.where(reflect, math.pi / (sinpi(x) * positive), positive)
+
+
+@functools.cache
+def _cot_derivative(n: int) -> tuple[int, ...]:
+    """Coefficients (lowest power first) of P_n with d^n/dz^n cot z = P_n(cot z)."""
+    p = [0, 1]  # P_0(c) = c
+    for _ in range(n):
+        derivative = [k * p[k] for k in range(1, len(p))] or [0]
+        # P_{k+1}(c) = -(1 + c²) P_k'(c)
+        nxt = [0] * (len(derivative) + 2)
+        for k, a in enumerate(derivative):
+            nxt[k] -= a
+            nxt[k + 2] -= a
+        p = nxt
+    return tuple(p)
+
+
+@functools.cache
+def _digamma_root_series(terms: int = 24) -> tuple[float, float, tuple[float, ...]]:
+    """ψ's positive root x0 as hi + lo, and the Taylor coefficients ψ^(k)(x0)/k! about it."""
+    import mpmath
+
+    with mpmath.workdps(40):
+        root = mpmath.findroot(mpmath.digamma, 1.4616321449683623)
+        hi = float(root)
+        lo = float(root - hi)
+        coefficients = tuple(float(mpmath.polygamma(k, root) / mpmath.factorial(k)) for k in range(1, terms + 1))
+    return hi, lo, coefficients
+
+
+def polygamma(n: int, x: Tensor) -> Tensor:
+    """ψ^(n)(x), the n-th derivative of digamma, for any real x, to a few ulp for n = 0, 1.
+
+    x >= 10 + n: the asymptotic series; below: the recurrence ψ^(n)(x) = ψ^(n)(x+1) - (-1)^n n!/x^(n+1)
+    (for n >= 1 every term has the same sign, so nothing cancels); x < 0: the reflection formula;
+    digamma next to its positive root: its Taylor series there.
+    """
+    reflect = x < 0
+    z = torch.where(reflect, 1 - x, x)
+    threshold = 10 + n
+    shift = torch.clamp(torch.ceil(threshold - z), min=0)
+    w = z + shift
+    if n == 0:
+        series = torch.log(w) - 0.5 / w
+        series = series - sum(b / (2 * k * w ** (2 * k)) for k, b in enumerate(_bernoulli(STIRLING_TERMS), start=1))
+    else:
+        terms = math.factorial(n - 1) / w**n + math.factorial(n) / (2 * w ** (n + 1))
+        for k, b in enumerate(_bernoulli(STIRLING_TERMS), start=1):
+            terms = terms + b * math.factorial(2 * k + n - 1) / math.factorial(2 * k) / w ** (2 * k + n)
+        series = terms if n % 2 else -terms
+    step = (-1) ** n * math.factorial(n)
+    for k in reversed(range(threshold + 1)):  # the smallest terms first
+        series = torch.where(k < shift, series - step / (z + k) ** (n + 1), series)
+    if n == 0:
+        hi, lo, coefficients = _digamma_root_series()
+        t = (z - hi) - lo
+        near = sum(c * t**k for k, c in enumerate(coefficients, start=1))
+        series = torch.where(t.abs() < 0.25, near, series)
+    if not bool(reflect.any()):
+        return series
+    cot = cospi(x) / sinpi(x)
+    polynomial = sum(c * cot**k for k, c in enumerate(_cot_derivative(n)) if c)
+    reflected = (-1) ** n * series - math.pi ** (n + 1) * polynomial
+    return torch.where(reflect, reflected, series)
