@@ -140,6 +140,7 @@ sech2 = _helper("sech2", 1, lambda u: 1 - sympy.tanh(u) ** 2)  # tanh'
 dsigmoid = _helper("dsigmoid", 1, lambda u: sigmoid(u) * (1 - sigmoid(u)))
 datan = _helper("datan", 1, lambda u: 1 / (1 + u**2))
 d2atan = _helper("d2atan", 1, lambda u: -2 * u / (1 + u**2) ** 2)
+datanh = _helper("datanh", 1, lambda u: 1 / (1 - u**2))
 dasinh = _helper("dasinh", 1, lambda u: 1 / sympy.sqrt(1 + u**2))
 d2asinh = _helper("d2asinh", 1, lambda u: -u / (1 + u**2) ** sympy.Rational(3, 2))
 dacosh = _helper("dacosh", 1, lambda u: 1 / sympy.sqrt(u**2 - 1))

@@ -155,7 +155,7 @@ RULES: dict[type[sympy.Basic], Rule] = {
     sympy.tanh: Rule(torch.tanh, lambda u: [fn.sech2(u)]),
     sympy.asinh: Rule(torch.asinh, lambda u: [fn.dasinh(u)]),
     sympy.acosh: Rule(torch.acosh, lambda u: [fn.dacosh(u)]),
-    sympy.atanh: Rule(torch.atanh, lambda u: [1 / _one_minus_square(u)]),
+    sympy.atanh: Rule(torch.atanh, lambda u: [fn.datanh(u)]),
     sympy.exp: Rule(torch.exp, lambda u: [sympy.exp(u)]),
     cfunctions.expm1: Rule(torch.expm1, lambda u: [sympy.exp(u)]),
     sympy.log: Rule(torch.log, lambda u: [1 / u]),  # NaN below 0, -inf at 0
@@ -197,6 +197,7 @@ RULES: dict[type[sympy.Basic], Rule] = {
     fn.dsigmoid: Rule(special.dsigmoid, lambda u: [-fn.dsigmoid(u) * sympy.tanh(u / 2)]),
     fn.datan: Rule(_datan, lambda u: [fn.d2atan(u)]),
     fn.d2atan: Rule(_d2atan, None),
+    fn.datanh: Rule(lambda u: 1 / ((1 - u) * (1 + u)), lambda u: [2 * u * fn.datanh(u) ** 2]),
     fn.dasinh: Rule(lambda u: 1 / torch.hypot(torch.ones_like(u), u), lambda u: [fn.d2asinh(u)]),
     fn.d2asinh: Rule(_d2asinh, None),
     fn.dacosh: Rule(_dacosh, lambda u: [fn.d2acosh(u)]),
