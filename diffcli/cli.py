@@ -97,6 +97,7 @@ WRT = _option("wrt", _Text, None, "--wrt", metavar="X,Y", help="Differentiate wi
 TANGENT = _option("tangent", _Text, None, "--tangent", metavar="X=1,Y=0", help="v of J·v; missing components are 0.")
 COTANGENT = _option("cotangent", _Text, None, "--cotangent", metavar="F=1", help="u of uᵀJ; missing components are 0.")
 ORDER = _option("order", int | None, None, "--order", metavar="N", help="With one --wrt variable: the N-th derivative.")
+DEGREE = _option("order", int | None, None, "--order", metavar="N", help="The highest total degree (default 5).")
 
 COMMANDS = {
     "value": ([EXPRESSIONS], "Values of expressions.\n\nExample: diffcli value 'hypot(x, y)' --at x=3,y=4"),
@@ -123,6 +124,11 @@ COMMANDS = {
         [EXPRESSION, WRT, ORDER],
         "One mixed or n-th partial derivative: --wrt x,x,y is d³f/dx²dy.\n\n"
         "Example: diffcli derivative 'x**3*y' --wrt x,x,y --at x=2,y=5",
+    ),
+    "taylor": (
+        [EXPRESSION, WRT, DEGREE],
+        "Taylor coefficients about the point, by Taylor-mode arithmetic: taylor_1, taylor_x, taylor_x^2, ...\n\n"
+        "Example: diffcli taylor 'exp(x)*sin(y)' --at x=0,y=1 --order 3",
     ),
 }
 

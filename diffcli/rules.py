@@ -22,7 +22,7 @@ import torch
 from sympy.codegen import cfunctions
 
 from . import functions as fn
-from . import special
+from . import series, special
 
 Tensor = torch.Tensor
 Partials = Callable[..., Sequence[sympy.Expr]]
@@ -33,6 +33,7 @@ class Rule:
     torch: Callable[..., Tensor]
     partials: Partials | None  # d f / d argument i, given the arguments; None: differentiate ``textbook``
     kink: Callable[[sympy.Basic], sympy.Basic] | None = None  # given the call: where it is not differentiable
+    taylor: Callable[..., series.Series] | None = None  # the series of f(u…) from its arguments' series
 
 
 def _at_zero(node: sympy.Basic) -> sympy.Basic:
@@ -133,6 +134,19 @@ def _hypot_dab(a: Tensor, b: Tensor) -> Tensor:
     return -(a / h) * (b / h) / h
 
 
+def _flat(kernel: Callable[..., Tensor]) -> Callable[..., series.Series]:
+    """The series of a piecewise-constant function: its value, with every derivative 0."""
+    return lambda *args: series.Series.constant(args[0].basis, kernel(*(a.value for a in args)))
+
+
+def _mod_series(x: series.Series, y: series.Series) -> series.Series:
+    return (x - y.scaled(special.floor_quotient(x.value, y.value))).with_value(torch.remainder(x.value, y.value))
+
+
+def _relu_series(u: series.Series) -> series.Series:
+    return u.scaled((u.value > 0).to(u.value.dtype))
+
+
 def _one_minus_square(u: sympy.Expr) -> sympy.Expr:
     """1 - u², as (1 - u)(1 + u): exact where u is near ±1."""
     return (1 - u) * (1 + u)
@@ -143,54 +157,79 @@ def _softplus(x: Tensor) -> Tensor:
 
 
 RULES: dict[type[sympy.Basic], Rule] = {
-    sympy.sin: Rule(torch.sin, lambda u: [sympy.cos(u)]),
-    sympy.cos: Rule(torch.cos, lambda u: [-sympy.sin(u)]),
-    sympy.tan: Rule(torch.tan, lambda u: [1 + sympy.tan(u) ** 2]),
-    sympy.asin: Rule(torch.asin, lambda u: [1 / sympy.sqrt(_one_minus_square(u))]),
-    sympy.acos: Rule(torch.acos, lambda u: [-1 / sympy.sqrt(_one_minus_square(u))]),
-    sympy.atan: Rule(torch.atan, lambda u: [fn.datan(u)]),
-    fn.atan2: Rule(torch.atan2, lambda y, x: [fn.atan2_d(y, x), -fn.atan2_d(x, y)]),
-    sympy.sinh: Rule(torch.sinh, lambda u: [sympy.cosh(u)]),
-    sympy.cosh: Rule(torch.cosh, lambda u: [sympy.sinh(u)]),
-    sympy.tanh: Rule(torch.tanh, lambda u: [fn.sech2(u)]),
-    sympy.asinh: Rule(torch.asinh, lambda u: [fn.dasinh(u)]),
-    sympy.acosh: Rule(torch.acosh, lambda u: [fn.dacosh(u)]),
-    sympy.atanh: Rule(torch.atanh, lambda u: [fn.datanh(u)]),
-    sympy.exp: Rule(torch.exp, lambda u: [sympy.exp(u)]),
-    cfunctions.expm1: Rule(torch.expm1, lambda u: [sympy.exp(u)]),
-    sympy.log: Rule(torch.log, lambda u: [1 / u]),  # NaN below 0, -inf at 0
-    cfunctions.log2: Rule(torch.log2, lambda u: [1 / (u * sympy.log(2))]),
-    cfunctions.log10: Rule(torch.log10, lambda u: [1 / (u * sympy.log(10))]),
-    cfunctions.log1p: Rule(torch.log1p, lambda u: [1 / (1 + u)]),
-    fn.cbrt: Rule(_cbrt, lambda u: [1 / (3 * fn.cbrt(u) ** 2)]),
-    sympy.Abs: Rule(torch.abs, lambda u: [sympy.sign(u)], _at_zero),
-    sympy.sign: Rule(torch.sign, lambda u: [fn.dirac(u)], _at_zero),
-    fn.floor: Rule(torch.floor, lambda u: [sympy.S.Zero], lambda node: sympy.Eq(node.args[0], node)),
-    fn.ceiling: Rule(torch.ceil, lambda u: [sympy.S.Zero], lambda node: sympy.Eq(node.args[0], node)),
+    sympy.sin: Rule(torch.sin, lambda u: [sympy.cos(u)], taylor=lambda u: series.sin_cos(u)[0]),
+    sympy.cos: Rule(torch.cos, lambda u: [-sympy.sin(u)], taylor=lambda u: series.sin_cos(u)[1]),
+    sympy.tan: Rule(torch.tan, lambda u: [1 + sympy.tan(u) ** 2], taylor=series.tan),
+    sympy.asin: Rule(torch.asin, lambda u: [1 / sympy.sqrt(_one_minus_square(u))], taylor=series.asin),
+    sympy.acos: Rule(torch.acos, lambda u: [-1 / sympy.sqrt(_one_minus_square(u))], taylor=series.acos),
+    sympy.atan: Rule(torch.atan, lambda u: [fn.datan(u)], taylor=series.atan),
+    fn.atan2: Rule(torch.atan2, lambda y, x: [fn.atan2_d(y, x), -fn.atan2_d(x, y)], taylor=series.atan2),
+    sympy.sinh: Rule(torch.sinh, lambda u: [sympy.cosh(u)], taylor=lambda u: series.sinh_cosh(u)[0]),
+    sympy.cosh: Rule(torch.cosh, lambda u: [sympy.sinh(u)], taylor=lambda u: series.sinh_cosh(u)[1]),
+    sympy.tanh: Rule(torch.tanh, lambda u: [fn.sech2(u)], taylor=series.tanh),
+    sympy.asinh: Rule(torch.asinh, lambda u: [fn.dasinh(u)], taylor=series.asinh),
+    sympy.acosh: Rule(torch.acosh, lambda u: [fn.dacosh(u)], taylor=series.acosh),
+    sympy.atanh: Rule(torch.atanh, lambda u: [fn.datanh(u)], taylor=series.atanh),
+    sympy.exp: Rule(torch.exp, lambda u: [sympy.exp(u)], taylor=series.exp),
+    cfunctions.expm1: Rule(torch.expm1, lambda u: [sympy.exp(u)], taylor=series.expm1),
+    sympy.log: Rule(torch.log, lambda u: [1 / u], taylor=series.log),  # NaN below 0, -inf at 0
+    cfunctions.log2: Rule(
+        torch.log2,
+        lambda u: [1 / (u * sympy.log(2))],
+        taylor=lambda u: series.log(u).scaled(1 / math.log(2)).with_value(torch.log2(u.value)),
+    ),
+    cfunctions.log10: Rule(
+        torch.log10,
+        lambda u: [1 / (u * sympy.log(10))],
+        taylor=lambda u: series.log(u).scaled(1 / math.log(10)).with_value(torch.log10(u.value)),
+    ),
+    cfunctions.log1p: Rule(torch.log1p, lambda u: [1 / (1 + u)], taylor=series.log1p),
+    fn.cbrt: Rule(
+        _cbrt, lambda u: [1 / (3 * fn.cbrt(u) ** 2)], taylor=lambda u: series.power(u, 1 / 3, _cbrt(u.value))
+    ),
+    sympy.Abs: Rule(torch.abs, lambda u: [sympy.sign(u)], _at_zero, taylor=lambda u: u.scaled(torch.sign(u.value))),
+    sympy.sign: Rule(torch.sign, lambda u: [fn.dirac(u)], _at_zero, taylor=_flat(torch.sign)),
+    fn.floor: Rule(
+        torch.floor, lambda u: [sympy.S.Zero], lambda node: sympy.Eq(node.args[0], node), taylor=_flat(torch.floor)
+    ),
+    fn.ceiling: Rule(
+        torch.ceil, lambda u: [sympy.S.Zero], lambda node: sympy.Eq(node.args[0], node), taylor=_flat(torch.ceil)
+    ),
     fn.Mod: Rule(
         torch.remainder,
         lambda x, y: [sympy.S.One, -fn.floor_quotient(x, y)],
         lambda node: sympy.Eq(node, 0, evaluate=False),
+        taylor=_mod_series,
     ),
-    sympy.Max: Rule(_fold(torch.maximum), _tie_weights(sympy.Max), _ties),
-    sympy.Min: Rule(_fold(torch.minimum), _tie_weights(sympy.Min), _ties),
+    sympy.Max: Rule(
+        _fold(torch.maximum), _tie_weights(sympy.Max), _ties, taylor=lambda *a: series.extremum(torch.maximum, *a)
+    ),
+    sympy.Min: Rule(
+        _fold(torch.minimum), _tie_weights(sympy.Min), _ties, taylor=lambda *a: series.extremum(torch.minimum, *a)
+    ),
     cfunctions.hypot: Rule(
         torch.hypot,
         lambda a, b: [fn.hypot_d(a, b), fn.hypot_d(b, a)],
         lambda node: sympy.And(sympy.Eq(node.args[0], 0), sympy.Eq(node.args[1], 0)),
+        taylor=lambda a, b: series.power(a * a + b * b, 0.5, torch.hypot(a.value, b.value)),
     ),
-    sympy.erf: Rule(torch.special.erf, lambda u: [2 / sympy.sqrt(sympy.pi) * sympy.exp(-(u**2))]),
-    sympy.erfc: Rule(torch.special.erfc, lambda u: [-2 / sympy.sqrt(sympy.pi) * sympy.exp(-(u**2))]),
-    sympy.gamma: Rule(special.gamma, lambda u: [sympy.gamma(u) * sympy.polygamma(0, u)]),
-    sympy.loggamma: Rule(torch.lgamma, lambda u: [sympy.polygamma(0, u)]),  # log|Γ(x)|, as C's lgamma
+    sympy.erf: Rule(torch.special.erf, lambda u: [2 / sympy.sqrt(sympy.pi) * sympy.exp(-(u**2))], taylor=series.erf),
+    sympy.erfc: Rule(
+        torch.special.erfc, lambda u: [-2 / sympy.sqrt(sympy.pi) * sympy.exp(-(u**2))], taylor=series.erfc
+    ),
+    sympy.gamma: Rule(special.gamma, lambda u: [sympy.gamma(u) * sympy.polygamma(0, u)], taylor=series.gamma),
+    sympy.loggamma: Rule(
+        torch.lgamma, lambda u: [sympy.polygamma(0, u)], taylor=series.lgamma
+    ),  # log|Γ(x)|, as C's lgamma
     sympy.polygamma: Rule(lambda n, x: special.polygamma(int(n), x), lambda n, u: [0, sympy.polygamma(n + 1, u)]),
-    fn.sigmoid: Rule(torch.sigmoid, lambda u: [fn.dsigmoid(u)]),
-    fn.softplus: Rule(_softplus, lambda u: [fn.sigmoid(u)]),
-    fn.relu: Rule(torch.relu, lambda u: [sympy.Heaviside(u, 0)], _at_zero),
+    fn.sigmoid: Rule(torch.sigmoid, lambda u: [fn.dsigmoid(u)], taylor=series.sigmoid),
+    fn.softplus: Rule(_softplus, lambda u: [fn.sigmoid(u)], taylor=series.softplus),
+    fn.relu: Rule(torch.relu, lambda u: [sympy.Heaviside(u, 0)], _at_zero, taylor=_relu_series),
     sympy.Heaviside: Rule(
         _heaviside,
         lambda u, h0=None: [fn.dirac(u), sympy.Piecewise((1, sympy.Eq(u, 0)), (0, True))],
         _at_zero,
+        taylor=_flat(_heaviside),
     ),
     # the derivatives' own forms
     fn.sech2: Rule(special.sech2, lambda u: [-2 * sympy.tanh(u) * fn.sech2(u)]),

@@ -24,7 +24,20 @@ from .language import SYMBOLIC_SECONDS, Parsed, option_name, symbol, symbolic_ti
 if TYPE_CHECKING:
     from torch import Tensor
 
-OPERATIONS = ("value", "grad", "jacobian", "hessian", "jvp", "vjp", "derivative")
+OPERATIONS = ("value", "grad", "jacobian", "hessian", "jvp", "vjp", "derivative", "taylor")
+SYMBOLIC_ORDER = 2  # derivatives of higher total order come from Taylor mode: no expression swell
+MAX_ORDER = 100  # of a derivative or a Taylor expansion
+MAX_COEFFICIENTS = 5000  # of one Taylor expansion in several variables
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """A number read off the Taylor series of ``expr`` in ``wrt``: ``scale`` times the coefficient
+    of the monomial with these ``exponents`` (scale = Π exponent! makes it the derivative)."""
+
+    wrt: tuple[str, ...]
+    exponents: tuple[int, ...]
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -33,8 +46,9 @@ class Quantity:
 
     path: tuple[str, ...]
     column: str
-    expr: sympy.Expr
+    expr: sympy.Expr  # the number's formula; with ``coefficient``, the formula expanded
     of: tuple[str, ...] = ()  # the value columns it is a derivative of: NaN where any of them is
+    coefficient: Coefficient | None = None  # computed by Taylor mode
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,7 @@ def plan(
         raise UsageError(f"unknown operation {operation!r}")
     if not parsed:
         raise UsageError("no expression given")
-    if operation in ("grad", "hessian", "derivative") and len(parsed) > 1:
+    if operation in ("grad", "hessian", "derivative", "taylor") and len(parsed) > 1:
         raise UsageError(f"{operation} takes one expression, got {len(parsed)}", hint="use jacobian for several")
     names = _output_names(parsed)
     exprs = [rules.accurate(p.expr) for p in parsed]
@@ -86,10 +100,17 @@ def plan(
         if order is not None:
             if order < 0 or len(wrt) != 1:
                 raise UsageError("--order N needs N >= 0 and one --wrt variable")
-            wrt = wrt * order
-    wrt = tuple(wrt) if wrt else tuple(sorted(free))
-    if operation != "derivative":
-        wrt = tuple(set_order(wrt))
+            wrt = wrt * order  # order 0: the value itself, as SymPy's diff(f, x, 0)
+        if len(wrt) > MAX_ORDER:
+            raise UsageError(f"derivatives of order above {MAX_ORDER} are not offered, got {len(wrt)}")
+    elif operation == "taylor":
+        order = 5 if order is None else order
+        if not 0 <= order <= MAX_ORDER:
+            raise UsageError(f"--order must be between 0 and {MAX_ORDER}, got {order}")
+        wrt = tuple(set_order(wrt)) if wrt else tuple(sorted(free))
+    else:
+        wrt = tuple(set_order(wrt)) if wrt else tuple(sorted(free))
+    wrt = tuple(wrt)
     for name in wrt:
         option_name(name, "--wrt")
     single = len(parsed) == 1
@@ -103,7 +124,8 @@ def plan(
 
     with symbolic_time_limit(f"{operation} (symbolic differentiation)"):
         d = Differentiator()
-        jacobian = {} if operation == "value" else _jacobian(names, exprs, wrt, operation, d)
+        taylor_mode = operation == "taylor" or (operation == "derivative" and len(wrt) > SYMBOLIC_ORDER)
+        jacobian = {} if operation == "value" or taylor_mode else _jacobian(names, exprs, wrt, operation, d)
         if operation == "grad":
             quantities += [Quantity(("grad", v), f"grad_{v}", jacobian[names[0], v], first) for v in wrt]
         elif operation == "jacobian":
@@ -133,8 +155,16 @@ def plan(
                 total = sympy.Add(*(weights[n] * jacobian[n, v] for n in names if weights[n]))
                 weighted = tuple(value_of[n] for n in names if weights[n])
                 quantities.append(Quantity(("vjp", v), f"vjp_{v}", total, weighted))
+        elif operation == "derivative" and taylor_mode:
+            variables = tuple(sorted(set(wrt)))
+            exponents = tuple(wrt.count(v) for v in variables)
+            scale = float(math.prod(math.factorial(e) for e in exponents))
+            coefficient = Coefficient(variables, exponents, scale)
+            quantities.append(Quantity(("derivative",), "derivative", exprs[0], first, coefficient))
         elif operation == "derivative":
             quantities.append(Quantity(("derivative",), "derivative", jacobian[names[0], wrt], first))
+        elif operation == "taylor":
+            quantities += _taylor_quantities(exprs[0], wrt, order or 0, first)
 
     for a in aux:
         if a.name is None:
@@ -155,14 +185,28 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
     """A function from variable columns (and a tensor ``like`` the batch) to one column per
     quantity, plus ``KINK + output``: 1 where that output is not differentiable."""
     from .lower import compile  # torch: imported only when there is something to evaluate
+    from .taylor import expand
 
+    formulas = [q for q in plan.quantities if q.coefficient is None]
+    expansions: dict[tuple[sympy.Expr, tuple[str, ...]], int] = {}  # one series per formula and variables
+    for q in plan.quantities:
+        if q.coefficient is not None:
+            key = (q.expr, q.coefficient.wrt)
+            expansions[key] = max(expansions.get(key, 0), sum(q.coefficient.exponents))
     indicators = [where for _, where in plan.kinks]  # boolean columns
     with symbolic_time_limit("common subexpression elimination"):
-        run = compile([*(q.expr for q in plan.quantities), *indicators], [symbol(v) for v in plan.variables])
-    columns = [*(q.column for q in plan.quantities), *(KINK + name for name, _ in plan.kinks)]
+        run = compile([*(q.expr for q in formulas), *indicators], [symbol(v) for v in plan.variables])
+    columns = [*(q.column for q in formulas), *(KINK + name for name, _ in plan.kinks)]
 
     def evaluate(values: Mapping[str, Tensor], like: Tensor) -> dict[str, Tensor]:
-        results = dict(zip(columns, run(values, like)))
+        computed = dict(zip(columns, run(values, like)))
+        series = {key: expand(*key, order, values, like) for key, order in expansions.items()}
+        for q in plan.quantities:
+            if q.coefficient is not None:
+                found = series[q.expr, q.coefficient.wrt].coefficient(q.coefficient.exponents)
+                computed[q.column] = found * q.coefficient.scale
+        results = {q.column: computed[q.column] for q in plan.quantities}
+        results.update((c, computed[c]) for c in columns[len(formulas) :])
         for q in plan.quantities:  # no derivative where the function itself is not a number
             for value in q.of:
                 results[q.column] = results[q.column].where(~results[value].isnan(), math.nan)
@@ -178,12 +222,29 @@ def symbolic(plan: Plan, *, latex: bool = False) -> tuple[dict[str, str], list[s
     for q in plan.quantities:
         try:
             with symbolic_time_limit("simplification", seconds=SYMBOLIC_SECONDS / len(plan.quantities)):
-                expr = sympy.simplify(plain(q.expr))
-        except ExpressionError:
-            expr = plain(q.expr)
+                expr = sympy.simplify(plain(_formula(q)))
+        except ExpressionError:  # a Taylor-mode number stays an unexpanded derivative: expanding swells
+            expr = plain(q.expr) if q.coefficient is None else _formula(q, expanded=False)
             unsimplified.append(q.column)
         text[q.column] = sympy.latex(expr) if latex else sympy.sstr(expr)
     return text, unsimplified
+
+
+def _formula(q: Quantity, *, expanded: bool = True) -> sympy.Expr:
+    """The formula of ``q``: for a Taylor coefficient, its derivative over Π exponent!."""
+    c = q.coefficient
+    if c is None:
+        return q.expr
+    derivative = q.expr
+    if expanded:
+        d = Differentiator()
+        for v, e in zip(c.wrt, c.exponents):
+            for _ in range(e):
+                derivative = d(derivative, v)
+    else:
+        orders = [(symbol(v), e) for v, e in zip(c.wrt, c.exponents) if e]
+        derivative = sympy.Derivative(plain(q.expr), *orders) if orders else q.expr
+    return derivative * sympy.Rational(int(c.scale), math.prod(math.factorial(e) for e in c.exponents))
 
 
 def plain(expr: sympy.Basic) -> sympy.Basic:
@@ -194,6 +255,25 @@ def plain(expr: sympy.Basic) -> sympy.Basic:
 def set_order(names: Sequence[str]) -> list[str]:
     """``names`` without repeats, in their order."""
     return list(dict.fromkeys(names))
+
+
+def _taylor_quantities(expr: sympy.Expr, wrt: Sequence[str], order: int, of: tuple[str, ...]) -> list[Quantity]:
+    """One quantity per monomial of total degree <= ``order``, degree by degree: taylor_1,
+    taylor_x, taylor_y, taylor_x^2, taylor_x*y, … (the coefficients about the point)."""
+    if math.comb(order + len(wrt), len(wrt)) > MAX_COEFFICIENTS:
+        raise UsageError(
+            f"a Taylor expansion of order {order} in {len(wrt)} variables has more than {MAX_COEFFICIENTS} coefficients"
+        )
+    from .series import Basis
+
+    quantities = []
+    for block in Basis(len(wrt), order).monomials:
+        for exponents in block:
+            label = "*".join(v if e == 1 else f"{v}^{e}" for v, e in zip(wrt, exponents) if e) or "1"
+            quantities.append(
+                Quantity(("taylor", label), f"taylor_{label}", expr, of, Coefficient(tuple(wrt), exponents))
+            )
+    return quantities
 
 
 def _jacobian(

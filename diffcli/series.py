@@ -1,0 +1,311 @@
+"""Truncated power series on torch tensors: Taylor-mode arithmetic (the idea behind
+``jax.experimental.jet``), for derivatives of high order without expression swell.
+
+A series in d variables, truncated at total degree N, is a list of N + 1 homogeneous parts; part
+k holds the coefficients of the monomials of degree k (a tensor of shape (monomials, *batch)).
+Products cost O(N²) part products. Each nonlinear function follows the ODE it satisfies in its
+argument, f(u)' = g(u)·u', read degree by degree through the Euler operator E (E multiplies part
+k by k): k·y_k = Σ_j j·u_j·g_{k-j}, where g's parts below k are already known. Every recurrence
+starts from the function's own accurate value (sech² for tanh, σ(x)σ(-x) for the sigmoid), so
+the coefficients keep their digits where the textbook forms would cancel.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from . import special
+
+Tensor = torch.Tensor
+
+
+class Basis:
+    """The monomials of d variables up to total degree N, degree by degree, and the index maps
+    that multiply a part of degree j by a part of degree m."""
+
+    def __init__(self, dimension: int, order: int) -> None:
+        self.dimension, self.order = dimension, order
+        self.monomials = [
+            sorted((e for e in itertools.product(range(k + 1), repeat=dimension) if sum(e) == k), reverse=True)
+            for k in range(order + 1)
+        ]
+        self.position = [{e: i for i, e in enumerate(block)} for block in self.monomials]
+
+    @functools.cache  # noqa: B019 - one basis per command, kept for its life
+    def pairs(self, j: int, m: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.position[j + m]
+        triples = [
+            (a, b, out[tuple(x + y for x, y in zip(ea, eb))])
+            for a, ea in enumerate(self.monomials[j])
+            for b, eb in enumerate(self.monomials[m])
+        ]
+        return tuple(torch.tensor(t, dtype=torch.long, device=device) for t in zip(*triples))  # type: ignore[return-value]
+
+
+class Series:
+    """A truncated power series: ``parts[k]`` has shape (monomials of degree k, *batch)."""
+
+    def __init__(self, basis: Basis, parts: list[Tensor]) -> None:
+        self.basis, self.parts = basis, parts
+
+    @classmethod
+    def constant(cls, basis: Basis, value: Tensor) -> Series:
+        parts = [value.unsqueeze(0)] + [value.new_zeros((len(m), *value.shape)) for m in basis.monomials[1:]]
+        return cls(basis, parts)
+
+    @classmethod
+    def variable(cls, basis: Basis, value: Tensor, index: int) -> Series:
+        series = cls.constant(basis, value)
+        if basis.order >= 1:
+            series.parts[1][index] = 1
+        return series
+
+    @property
+    def value(self) -> Tensor:
+        return self.parts[0][0]
+
+    def coefficient(self, exponents: Sequence[int]) -> Tensor:
+        degree = sum(exponents)
+        return self.parts[degree][self.basis.position[degree][tuple(exponents)]]
+
+    def with_value(self, value: Tensor) -> Series:
+        """The same series with its constant term replaced (by a more accurate one)."""
+        return Series(self.basis, [value.unsqueeze(0), *self.parts[1:]])
+
+    def map(self, f: Callable[[Tensor], Tensor]) -> Series:
+        return Series(self.basis, [f(p) for p in self.parts])
+
+    def __add__(self, other: Series) -> Series:
+        return Series(self.basis, [a + b for a, b in zip(self.parts, other.parts)])
+
+    def __sub__(self, other: Series) -> Series:
+        return Series(self.basis, [a - b for a, b in zip(self.parts, other.parts)])
+
+    def __neg__(self) -> Series:
+        return self.map(torch.neg)
+
+    def scaled(self, factor: Tensor | float) -> Series:
+        return self.map(lambda p: p * factor)
+
+    def __mul__(self, other: Series) -> Series:
+        return Series(
+            self.basis, [product(self.parts, other.parts, k, self.basis) for k in range(self.basis.order + 1)]
+        )
+
+    def __truediv__(self, other: Series) -> Series:
+        """q = a / b: b0·q_k = a_k - Σ_{j>=1} b_j·q_{k-j}."""
+        b0 = other.parts[0]
+        q: list[Tensor] = []
+        for k in range(self.basis.order + 1):
+            rest = product(other.parts, q, k, self.basis, skip_first=True) if k else 0
+            q.append((self.parts[k] - rest) / b0)
+        return Series(self.basis, q)
+
+    def euler(self) -> list[Tensor]:
+        """E applied to the series: part k times k."""
+        return [k * p for k, p in enumerate(self.parts)]
+
+
+def block(a: Tensor, b: Tensor, j: int, m: int, basis: Basis) -> Tensor:
+    """The product of a part of degree j and a part of degree m: a part of degree j + m."""
+    if basis.dimension == 1:
+        return a * b
+    ia, ib, io = basis.pairs(j, m, a.device)
+    out = a.new_zeros((len(basis.monomials[j + m]), *a.shape[1:]))
+    return out.index_add_(0, io, a[ia] * b[ib])
+
+
+def product(a: Sequence[Tensor], b: Sequence[Tensor], k: int, basis: Basis, *, skip_first: bool = False) -> Tensor:
+    """Part k of a·b, from the parts of b below k only when a's part 0 is skipped."""
+    start = 1 if skip_first else 0
+    total = block(a[start], b[k - start], start, k - start, basis)
+    for j in range(start + 1, k + 1):
+        total = total + block(a[j], b[k - j], j, k - j, basis)
+    return total
+
+
+def _flow(
+    u: Series, starts: Sequence[Tensor], rates: Callable[[list[list[Tensor]], int], Sequence[Tensor]]
+) -> list[Series]:
+    """Series y_i with y_i(u)' = rate_i·u', where ``rates(ys, k)`` gives part k of each rate from
+    the parts of the y_i up to k: k·y_{i,k} = Σ_j j·u_j·rate_{i,k-j}."""
+    basis = u.basis
+    eu = u.euler()
+    ys = [[s.unsqueeze(0)] for s in starts]
+    rate_parts: list[list[Tensor]] = [[r] for r in rates(ys, 0)]
+    for k in range(1, basis.order + 1):
+        for y, r in zip(ys, rate_parts):
+            y.append(product(eu, r, k, basis, skip_first=True) / k)
+        for r, new in zip(rate_parts, rates(ys, k)):
+            r.append(new)
+    return [Series(basis, y) for y in ys]
+
+
+def _integral(u: Series, start: Tensor, rate: Series) -> Series:
+    """y with y(u)' = rate·u' and y's value ``start``, where the rate's series is known."""
+    return _flow(u, [start], lambda ys, k: [rate.parts[k]])[0]
+
+
+def exp(u: Series) -> Series:
+    return _flow(u, [torch.exp(u.value)], lambda ys, k: [ys[0][k]])[0]
+
+
+def expm1(u: Series) -> Series:
+    return exp(u).with_value(torch.expm1(u.value))
+
+
+def log(u: Series) -> Series:
+    w = Series(u.basis, u.euler()) / u
+    return Series(u.basis, [torch.log(u.value).unsqueeze(0)] + [p / k for k, p in enumerate(w.parts) if k])
+
+
+def log1p(u: Series) -> Series:
+    one_plus = u.with_value(1 + u.value)
+    return log(one_plus).with_value(torch.log1p(u.value))
+
+
+def power(u: Series, c: float, value: Tensor | None = None) -> Series:
+    """u**c for a constant c: k·u0·y_k = Σ_{j>=1} (c·j - (k - j))·u_j·y_{k-j}; whole powers by products."""
+    if float(c).is_integer() and 0 <= c <= 64:
+        result = Series.constant(u.basis, torch.ones_like(u.value))
+        for _ in range(int(c)):
+            result = result * u
+        return result
+    basis = u.basis
+    y = [(torch.pow(u.value, c) if value is None else value).unsqueeze(0)]
+    for k in range(1, basis.order + 1):
+        total = sum((c * j - (k - j)) * block(u.parts[j], y[k - j], j, k - j, basis) for j in range(1, k + 1))
+        y.append(total / (k * u.parts[0]))
+    return Series(basis, y)
+
+
+def sin_cos(u: Series) -> tuple[Series, Series]:
+    s, c = _flow(u, [torch.sin(u.value), torch.cos(u.value)], lambda ys, k: [ys[1][k], -ys[0][k]])
+    return s, c
+
+
+def sinh_cosh(u: Series) -> tuple[Series, Series]:
+    s, c = _flow(u, [torch.sinh(u.value), torch.cosh(u.value)], lambda ys, k: [ys[1][k], ys[0][k]])
+    return s, c
+
+
+def tan(u: Series) -> Series:
+    def rates(ys: list[list[Tensor]], k: int) -> list[Tensor]:
+        square = product(ys[0], ys[0], k, u.basis)
+        return [square + 1 if k == 0 else square]
+
+    return _flow(u, [torch.tan(u.value)], rates)[0]
+
+
+def tanh(u: Series) -> Series:
+    """tanh' = s, s' = -2·tanh·s, where s = sech² starts from its accurate value."""
+
+    def rates(ys: list[list[Tensor]], k: int) -> list[Tensor]:
+        return [ys[1][k], -2 * product(ys[0], ys[1], k, u.basis)]
+
+    return _flow(u, [torch.tanh(u.value), special.sech2(u.value)], rates)[0]
+
+
+def sigmoid(u: Series) -> Series:
+    """σ' = σ(u)·σ(-u) = -σ(-u)'; both start from their own accurate values."""
+
+    def rates(ys: list[list[Tensor]], k: int) -> list[Tensor]:
+        both = product(ys[0], ys[1], k, u.basis)
+        return [both, -both]
+
+    return _flow(u, [torch.sigmoid(u.value), torch.sigmoid(-u.value)], rates)[0]
+
+
+def softplus(u: Series) -> Series:
+    return _integral(u, torch.logaddexp(u.value, torch.zeros_like(u.value)), sigmoid(u))
+
+
+def _one_minus_square(u: Series) -> Series:
+    return (Series.constant(u.basis, torch.ones_like(u.value)) - u * u).with_value((1 - u.value) * (1 + u.value))
+
+
+def _one_plus_square(u: Series) -> Series:
+    return (Series.constant(u.basis, torch.ones_like(u.value)) + u * u).with_value(1 + u.value * u.value)
+
+
+def asin(u: Series) -> Series:
+    return _integral(u, torch.asin(u.value), power(_one_minus_square(u), -0.5))
+
+
+def acos(u: Series) -> Series:
+    return _integral(u, torch.acos(u.value), -power(_one_minus_square(u), -0.5))
+
+
+def atan(u: Series) -> Series:
+    one = Series.constant(u.basis, torch.ones_like(u.value))
+    return _integral(u, torch.atan(u.value), one / _one_plus_square(u))
+
+
+def atan2(y: Series, x: Series) -> Series:
+    """E atan2(y, x) = (x·Ey - y·Ex) / (x² + y²)."""
+    w = (x * Series(y.basis, y.euler()) - y * Series(x.basis, x.euler())) / (x * x + y * y)
+    return Series(y.basis, [torch.atan2(y.value, x.value).unsqueeze(0)] + [p / k for k, p in enumerate(w.parts) if k])
+
+
+def asinh(u: Series) -> Series:
+    return _integral(u, torch.asinh(u.value), power(_one_plus_square(u), -0.5))
+
+
+def acosh(u: Series) -> Series:
+    minus = (u * u - Series.constant(u.basis, torch.ones_like(u.value))).with_value((u.value - 1) * (u.value + 1))
+    return _integral(u, torch.acosh(u.value), power(minus, -0.5))
+
+
+def atanh(u: Series) -> Series:
+    one = Series.constant(u.basis, torch.ones_like(u.value))
+    return _integral(u, torch.atanh(u.value), one / _one_minus_square(u))
+
+
+def erf(u: Series) -> Series:
+    return _integral(u, torch.special.erf(u.value), exp(-(u * u)).scaled(2 / math.sqrt(math.pi)))
+
+
+def erfc(u: Series) -> Series:
+    return _integral(u, torch.special.erfc(u.value), exp(-(u * u)).scaled(-2 / math.sqrt(math.pi)))
+
+
+def lgamma(u: Series) -> Series:
+    """Σ_m ψ^(m-1)(u0)/m!·(u - u0)^m, composed by Horner's rule."""
+    t = u.with_value(torch.zeros_like(u.value))
+    order = u.basis.order
+    result = Series.constant(u.basis, special.polygamma(order - 1, u.value) / math.factorial(order)) if order else t
+    for m in range(order - 1, 0, -1):
+        result = t * result + Series.constant(u.basis, special.polygamma(m - 1, u.value) / math.factorial(m))
+    return (t * result).with_value(torch.lgamma(u.value)) if order else result.with_value(torch.lgamma(u.value))
+
+
+def gamma(u: Series) -> Series:
+    """Γ' = Γ·ψ: the exponential's recurrence over lgamma's series, from Γ's own value (its sign too)."""
+    logarithm = lgamma(u)
+    return _flow(logarithm, [special.gamma(u.value)], lambda ys, k: [ys[0][k]])[0]
+
+
+def select(condition: Tensor, a: Series, b: Series) -> Series:
+    return Series(a.basis, [torch.where(condition, p, q) for p, q in zip(a.parts, b.parts)])
+
+
+def extremum(pick: Callable[[Tensor, Tensor], Tensor], *args: Series) -> Series:
+    """max or min: each argument that attains it weighs 1/n, as the first derivative does."""
+    best = args[0].value
+    for a in args[1:]:
+        best = pick(best, a.value)
+    attained = [(a.value == best).to(best.dtype) for a in args]
+    count = sum(attained)
+    total = args[0].scaled(attained[0] / count)
+    for a, w in zip(args[1:], attained[1:]):
+        total = total + a.scaled(w / count)
+    return total.with_value(best)
+
+
+def constant_of(value: Tensor, like: Series) -> Series:
+    return Series.constant(like.basis, value)

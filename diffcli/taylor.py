@@ -1,0 +1,91 @@
+"""An expression -> its truncated Taylor series at a batch of points (``series.py``'s arithmetic,
+each function's rule from ``rules.RULES``): derivatives of any order and mixed partials at O(N²)
+cost per operation, where differentiating the formula N times would swell it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import sympy
+import torch
+
+from . import functions, rules, series
+from .series import Basis, Series
+
+Tensor = torch.Tensor
+CONSTANTS = {sympy.pi: math.pi, sympy.E: math.e, sympy.oo: math.inf, -sympy.oo: -math.inf}
+
+
+def expand(expr: sympy.Basic, wrt: Sequence[str], order: int, values: Mapping[str, Tensor], like: Tensor) -> Series:
+    """The series of ``expr`` in the variables ``wrt`` to total degree ``order``, at the points
+    ``values`` (a column per variable; ``like``: the batch's length, dtype and device)."""
+    basis = Basis(len(wrt), order)
+    index = {name: i for i, name in enumerate(wrt)}
+    memo: dict[sympy.Basic, Series | Tensor] = {}
+
+    def constant(value: float) -> Series:
+        return Series.constant(basis, torch.full_like(like, value))
+
+    def walk(e: sympy.Basic) -> Series | Tensor:
+        if e not in memo:
+            memo[e] = build(e)
+        return memo[e]
+
+    def build(e: sympy.Basic) -> Series | Tensor:
+        if e in CONSTANTS:
+            return constant(CONSTANTS[e])
+        if isinstance(e, functions.Folded):
+            return constant(e.value)
+        if isinstance(e, sympy.Symbol):
+            value = values[e.name].expand_as(like).to(like.dtype)
+            return Series.variable(basis, value, index[e.name]) if e.name in index else Series.constant(basis, value)
+        if e in (sympy.true, sympy.false):
+            return torch.full_like(like, bool(e), dtype=torch.bool)
+        if e.is_number:
+            return constant(float(e.evalf(17)) if e.is_extended_real is not False else math.nan)
+        args = [walk(a) for a in e.args]
+        if e.is_Add:
+            return sum(args[1:], args[0])
+        if e.is_Mul:
+            result = args[0]
+            for a in args[1:]:
+                result = result * a
+            return result
+        if e.is_Pow:
+            base, exponent = args
+            if e.exp.is_number:
+                return series.power(base, float(e.exp))
+            return series.exp(exponent * series.log(base)).with_value(torch.pow(base.value, exponent.value))
+        if isinstance(e, sympy.Piecewise):
+            result = constant(math.nan)  # undefined where no condition holds, as SymPy
+            for value, condition in reversed(list(zip(args[::2], args[1::2]))):
+                result = series.select(condition, value, result)
+            return result
+        if isinstance(e, sympy.core.relational.Relational):
+            compare = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge, "==": torch.eq, "!=": torch.ne}
+            return compare[e.rel_op](args[0].value, args[1].value)
+        if isinstance(e, sympy.And):
+            return _all(args, torch.logical_and)
+        if isinstance(e, sympy.Or):
+            return _all(args, torch.logical_or)
+        if isinstance(e, sympy.Not):
+            return torch.logical_not(args[0])
+        if isinstance(e, sympy.ITE):
+            return torch.where(args[0], args[1], args[2])
+        row = rules.rule(e)
+        if row is None or row.taylor is None:
+            raise TypeError(f"no Taylor rule for {type(e).__name__}")
+        return row.taylor(*args)
+
+    result = walk(rules.accurate(expr))
+    if isinstance(result, Tensor):  # a bare condition used as a number
+        result = Series.constant(basis, result.to(like.dtype))
+    return result
+
+
+def _all(args: list[Tensor], op) -> Tensor:  # type: ignore[no-untyped-def]
+    result = args[0]
+    for a in args[1:]:
+        result = op(result, a)
+    return result
