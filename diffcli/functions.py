@@ -1,8 +1,9 @@
 """SymPy classes for functions that SymPy lacks, or differentiates into unevaluated forms.
 
-Each class carries its derivative (``fdiff``), so ``sympy.diff`` never leaves a ``Derivative``
-behind that could not be lowered to torch. Classes that SymPy lacks also carry an elementary
-``definition``, which SymPy's ``evalf`` uses (and the tests use as an independent oracle).
+Each class carries its textbook derivative (``fdiff``), so SymPy's own ``diff`` (the tests'
+oracle) works on them; diffcli differentiates with ``rules.py`` instead. Classes that SymPy
+lacks also carry an elementary ``definition``, which SymPy's ``evalf`` uses (and the tests use as
+an independent oracle). ``Helper`` classes are the derivatives' accurate forms.
 The class names are the names users type, so ``--symbolic`` prints what they wrote.
 """
 
@@ -108,6 +109,10 @@ class atan2(sympy.Function):  # noqa: N801
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real and self.args[1].is_real
 
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        y, x = self.args
+        return (x if argindex == 1 else -y) / (x**2 + y**2)
+
     def _latex(self, printer: object) -> str:
         return sympy.latex(sympy.atan2(*self.args, evaluate=False))
 
@@ -138,6 +143,7 @@ def _helper(name: str, nargs: int, textbook: Callable[..., sympy.Expr]) -> type[
 
 sech2 = _helper("sech2", 1, lambda u: 1 - sympy.tanh(u) ** 2)  # tanh'
 dsigmoid = _helper("dsigmoid", 1, lambda u: sigmoid(u) * (1 - sigmoid(u)))
+derf = _helper("derf", 1, lambda u: 2 / sympy.sqrt(sympy.pi) * sympy.exp(-(u**2)))
 datan = _helper("datan", 1, lambda u: 1 / (1 + u**2))
 d2atan = _helper("d2atan", 1, lambda u: -2 * u / (1 + u**2) ** 2)
 datanh = _helper("datanh", 1, lambda u: 1 / (1 - u**2))

@@ -213,10 +213,8 @@ RULES: dict[type[sympy.Basic], Rule] = {
         lambda node: sympy.And(sympy.Eq(node.args[0], 0), sympy.Eq(node.args[1], 0)),
         taylor=lambda a, b: series.power(a * a + b * b, 0.5, torch.hypot(a.value, b.value)),
     ),
-    sympy.erf: Rule(torch.special.erf, lambda u: [2 / sympy.sqrt(sympy.pi) * sympy.exp(-(u**2))], taylor=series.erf),
-    sympy.erfc: Rule(
-        torch.special.erfc, lambda u: [-2 / sympy.sqrt(sympy.pi) * sympy.exp(-(u**2))], taylor=series.erfc
-    ),
+    sympy.erf: Rule(torch.special.erf, lambda u: [fn.derf(u)], taylor=series.erf),
+    sympy.erfc: Rule(torch.special.erfc, lambda u: [-fn.derf(u)], taylor=series.erfc),
     sympy.gamma: Rule(special.gamma, lambda u: [sympy.gamma(u) * sympy.polygamma(0, u)], taylor=series.gamma),
     sympy.loggamma: Rule(
         torch.lgamma, lambda u: [sympy.polygamma(0, u)], taylor=series.lgamma
@@ -234,6 +232,7 @@ RULES: dict[type[sympy.Basic], Rule] = {
     # the derivatives' own forms
     fn.sech2: Rule(special.sech2, lambda u: [-2 * sympy.tanh(u) * fn.sech2(u)]),
     fn.dsigmoid: Rule(special.dsigmoid, lambda u: [-fn.dsigmoid(u) * sympy.tanh(u / 2)]),
+    fn.derf: Rule(lambda u: 2 / math.sqrt(math.pi) * special.gauss(u), lambda u: [-2 * u * fn.derf(u)]),
     fn.datan: Rule(_datan, lambda u: [fn.d2atan(u)]),
     fn.d2atan: Rule(_d2atan, None),
     fn.datanh: Rule(lambda u: 1 / ((1 - u) * (1 + u)), lambda u: [2 * u * fn.datanh(u) ** 2]),

@@ -151,8 +151,9 @@ def _integral(u: Series, start: Tensor, rate: Series) -> Series:
     return _flow(u, [start], lambda ys, k: [rate.parts[k]])[0]
 
 
-def exp(u: Series) -> Series:
-    return _flow(u, [torch.exp(u.value)], lambda ys, k: [ys[0][k]])[0]
+def exp(u: Series, value: Tensor | None = None) -> Series:
+    """exp of the series, from ``value`` (a more accurate exp(u0)) where given."""
+    return _flow(u, [torch.exp(u.value) if value is None else value], lambda ys, k: [ys[0][k]])[0]
 
 
 def expm1(u: Series) -> Series:
@@ -267,11 +268,12 @@ def atanh(u: Series) -> Series:
 
 
 def erf(u: Series) -> Series:
-    return _integral(u, torch.special.erf(u.value), exp(-(u * u)).scaled(2 / math.sqrt(math.pi)))
+    gauss = exp(-(u * u), special.gauss(u.value))
+    return _integral(u, torch.special.erf(u.value), gauss.scaled(2 / math.sqrt(math.pi)))
 
 
 def erfc(u: Series) -> Series:
-    return _integral(u, torch.special.erfc(u.value), exp(-(u * u)).scaled(-2 / math.sqrt(math.pi)))
+    return (-erf(u)).with_value(torch.special.erfc(u.value))
 
 
 def lgamma(u: Series) -> Series:

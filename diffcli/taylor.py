@@ -44,6 +44,11 @@ def expand(expr: sympy.Basic, wrt: Sequence[str], order: int, values: Mapping[st
             return torch.full_like(like, bool(e), dtype=torch.bool)
         if e.is_number:
             return constant(float(e.evalf(17)) if e.is_extended_real is not False else math.nan)
+        if isinstance(e, sympy.Piecewise):
+            result = constant(math.nan)  # undefined where no condition holds, as SymPy
+            for value, condition in reversed(e.args):
+                result = series.select(walk(condition), walk(value), result)
+            return result
         args = [walk(a) for a in e.args]
         if e.is_Add:
             return sum(args[1:], args[0])
@@ -57,11 +62,6 @@ def expand(expr: sympy.Basic, wrt: Sequence[str], order: int, values: Mapping[st
             if e.exp.is_number:
                 return series.power(base, float(e.exp))
             return series.exp(exponent * series.log(base)).with_value(torch.pow(base.value, exponent.value))
-        if isinstance(e, sympy.Piecewise):
-            result = constant(math.nan)  # undefined where no condition holds, as SymPy
-            for value, condition in reversed(list(zip(args[::2], args[1::2]))):
-                result = series.select(condition, value, result)
-            return result
         if isinstance(e, sympy.core.relational.Relational):
             compare = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge, "==": torch.eq, "!=": torch.ne}
             return compare[e.rel_op](args[0].value, args[1].value)

@@ -40,48 +40,55 @@ def near(edge: float, side: float) -> list[float]:
     return [p for p in points if p != edge] + [float(np.nextafter(edge, edge + side))]
 
 
-UNIT = both_signs(magnitudes(1e-300, 0.5) + near(1.0, -1))  # (-1, 1)
-WIDE = both_signs(magnitudes(1e-300, 1e300))
+def spread(low: float, high: float) -> list[float]:
+    """Log-spaced magnitudes: ten decades a step over the whole range, and 20 points a decade
+    between 1e-3 and 1e3 (where exponential tails and cancellations live), clipped to the range."""
+    dense = [v for v in magnitudes(1e-3, 1e3, 120) if low <= v <= high]
+    return sorted(set(magnitudes(low, high) + dense))
+
+
+UNIT = both_signs(spread(1e-300, 0.5) + near(1.0, -1))  # (-1, 1)
+WIDE = both_signs(spread(1e-300, 1e300))
 
 sigma = lambda x: 1 / (1 + mpmath.exp(-x))  # noqa: E731
 
 # name: (text, mpmath function, points)
 UNARY = {
-    "sin": ("sin(x)", mpmath.sin, both_signs(magnitudes(1e-300, 1e15))),
-    "cos": ("cos(x)", mpmath.cos, both_signs(magnitudes(1e-300, 1e15))),
-    "tan": ("tan(x)", mpmath.tan, both_signs(magnitudes(1e-300, 1e15)) + near(math.pi / 2, -1)[:12]),
+    "sin": ("sin(x)", mpmath.sin, both_signs(spread(1e-300, 1e15))),
+    "cos": ("cos(x)", mpmath.cos, both_signs(spread(1e-300, 1e15))),
+    "tan": ("tan(x)", mpmath.tan, both_signs(spread(1e-300, 1e15)) + near(math.pi / 2, -1)[:12]),
     "asin": ("asin(x)", mpmath.asin, UNIT),
     "acos": ("acos(x)", mpmath.acos, UNIT),
     "atan": ("atan(x)", mpmath.atan, WIDE),
-    "sinh": ("sinh(x)", mpmath.sinh, both_signs(magnitudes(1e-300, 709))),
-    "cosh": ("cosh(x)", mpmath.cosh, both_signs(magnitudes(1e-300, 709))),
+    "sinh": ("sinh(x)", mpmath.sinh, both_signs(spread(1e-300, 709))),
+    "cosh": ("cosh(x)", mpmath.cosh, both_signs(spread(1e-300, 709))),
     "tanh": ("tanh(x)", mpmath.tanh, WIDE),
     "asinh": ("asinh(x)", mpmath.asinh, WIDE),
-    "acosh": ("acosh(x)", mpmath.acosh, near(1.0, 1) + magnitudes(1.5, 1e300)),
+    "acosh": ("acosh(x)", mpmath.acosh, near(1.0, 1) + spread(1.5, 1e300)),
     "atanh": ("atanh(x)", mpmath.atanh, UNIT),
-    "exp": ("exp(x)", mpmath.exp, both_signs(magnitudes(1e-300, 700))),
-    "expm1": ("expm1(x)", mpmath.expm1, both_signs(magnitudes(1e-300, 700))),
-    "log": ("log(x)", mpmath.log, magnitudes(1e-300, 1e300)),
-    "log2": ("log2(x)", lambda x: mpmath.log(x, 2), magnitudes(1e-300, 1e300)),
-    "log10": ("log10(x)", mpmath.log10, magnitudes(1e-300, 1e300)),
-    "log1p": ("log1p(x)", mpmath.log1p, near(-1.0, 1) + both_signs(magnitudes(1e-300, 0.5)) + magnitudes(1, 1e300)),
-    "sqrt": ("sqrt(x)", mpmath.sqrt, magnitudes(1e-300, 1e300)),
-    "cbrt": ("cbrt(x)", lambda x: mpmath.sign(x) * mpmath.cbrt(abs(x)), both_signs(magnitudes(1e-300, 1e300))),
-    "pow": ("x**2.5", lambda x: x**2.5, magnitudes(1e-100, 1e100)),
-    "erf": ("erf(x)", mpmath.erf, both_signs(magnitudes(1e-300, 27))),
-    "erfc": ("erfc(x)", mpmath.erfc, both_signs(magnitudes(1e-300, 27))),
+    "exp": ("exp(x)", mpmath.exp, both_signs(spread(1e-300, 700))),
+    "expm1": ("expm1(x)", mpmath.expm1, both_signs(spread(1e-300, 700))),
+    "log": ("log(x)", mpmath.log, spread(1e-300, 1e300)),
+    "log2": ("log2(x)", lambda x: mpmath.log(x, 2), spread(1e-300, 1e300)),
+    "log10": ("log10(x)", mpmath.log10, spread(1e-300, 1e300)),
+    "log1p": ("log1p(x)", mpmath.log1p, near(-1.0, 1) + both_signs(spread(1e-300, 0.5)) + spread(1, 1e300)),
+    "sqrt": ("sqrt(x)", mpmath.sqrt, spread(1e-300, 1e300)),
+    "cbrt": ("cbrt(x)", lambda x: mpmath.sign(x) * mpmath.cbrt(abs(x)), both_signs(spread(1e-300, 1e300))),
+    "pow": ("x**2.5", lambda x: x**2.5, spread(1e-100, 1e100)),
+    "erf": ("erf(x)", mpmath.erf, both_signs(spread(1e-300, 27))),
+    "erfc": ("erfc(x)", mpmath.erfc, both_signs(spread(1e-300, 27))),
     "gamma": (
         "gamma(x)",
         mpmath.gamma,
-        magnitudes(1e-300, 171) + [-k - f for k in (0, 1, 2, 5, 20, 100) for f in (0.1, 0.3, 0.5, 0.7, 0.9)],
+        spread(1e-300, 171) + [-k - f for k in (0, 1, 2, 5, 20, 100) for f in (0.1, 0.3, 0.5, 0.7, 0.9)],
     ),
     "lgamma": (
         "lgamma(x)",
         lambda x: mpmath.log(abs(mpmath.gamma(x))),
-        magnitudes(1e-300, 1e300) + [-k - f for k in (0, 1, 2, 5, 20, 100) for f in (0.1, 0.3, 0.7, 0.9)],
+        spread(1e-300, 1e300) + [-k - f for k in (0, 1, 2, 5, 20, 100) for f in (0.1, 0.3, 0.7, 0.9)],
     ),
-    "sigmoid": ("sigmoid(x)", sigma, both_signs(magnitudes(1e-300, 745))),
-    "softplus": ("softplus(x)", lambda x: mpmath.log1p(mpmath.exp(x)), both_signs(magnitudes(1e-300, 745))),
+    "sigmoid": ("sigmoid(x)", sigma, both_signs(spread(1e-300, 745))),
+    "softplus": ("softplus(x)", lambda x: mpmath.log1p(mpmath.exp(x)), both_signs(spread(1e-300, 745))),
 }
 PLANE = [(a, b) for a in both_signs(magnitudes(1e-200, 1e200, 9)) for b in magnitudes(1e-200, 1e200, 9)]
 BINARY = {

@@ -1,0 +1,121 @@
+"""Taylor mode (series.py, taylor.py) against mpmath's Taylor coefficients at 50 digits, against
+SymPy's symbolic derivatives, and through the CLI (``derivative --order N``, ``taylor``)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mpmath
+import pytest
+import sympy
+import torch
+from tests.test_accuracy import UNARY
+
+from diffcli.language import parse, symbol
+from diffcli.taylor import expand
+
+POINTS = {  # inside each function's domain, away from its edges
+    "asin": [-0.7, 0.3],
+    "acos": [-0.7, 0.3],
+    "atanh": [-0.7, 0.3],
+    "acosh": [1.5, 4.0],
+    "log": [0.2, 3.0],
+    "log2": [0.2, 3.0],
+    "log10": [0.2, 3.0],
+    "log1p": [-0.6, 3.0],
+    "sqrt": [0.2, 3.0],
+    "pow": [0.2, 3.0],
+    "gamma": [0.3, 4.5, -1.5],
+    "lgamma": [0.3, 4.5, -1.5],
+}
+
+
+def coefficients(text: str, x: float, order: int) -> list[float]:
+    column = torch.tensor([x], dtype=torch.float64)
+    series = expand(parse(text).expr, ["x"], order, {"x": column}, column)
+    return [float(series.coefficient((k,))[0]) for k in range(order + 1)]
+
+
+def assert_close(got: list[float], want: list, rtol: float) -> None:
+    scale = max(abs(w) for w in want)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert abs(g - w) <= rtol * max(abs(w), 1e-300) or abs(g - w) <= 1e-15 * scale, (k, g, float(w))
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_every_function_has_a_taylor_rule_that_matches_mpmath(name):
+    text, f, _ = UNARY[name]
+    for x in POINTS.get(name, [-1.3, 0.4, 2.5]):
+        with mpmath.workdps(50):
+            want = mpmath.taylor(f, mpmath.mpf(x), 8)
+        assert_close(coefficients(text, x, 8), want, 1e-12)
+
+
+@pytest.mark.parametrize("x", [0.3, -2.0, 5.0, 20.0])
+def test_tanh_to_order_30_keeps_ten_digits_everywhere(x):
+    with mpmath.workdps(60):
+        want = mpmath.taylor(mpmath.tanh, mpmath.mpf(x), 30)
+    assert_close(coefficients("tanh(x)", x, 30), want, 1e-10)
+
+
+def test_high_orders_of_smooth_compositions():
+    with mpmath.workdps(60):
+        want = mpmath.taylor(lambda z: mpmath.exp(mpmath.sin(z)), mpmath.mpf(0.3), 50)
+    assert_close(coefficients("exp(sin(x))", 0.3, 50), want, 1e-12)
+    with mpmath.workdps(60):
+        want = mpmath.taylor(lambda z: 1 / (1 + z**2), mpmath.mpf(0.5), 20)
+    assert_close(coefficients("1/(1+x^2)", 0.5, 20), want, 1e-13)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x**2*sin(y) + atan2(y, x)", "exp(x*y)/(1 + y**2)", "hypot(x, y)*log(x + 3)", "max(x, y)**3 + abs(x - 2*y)"],
+)
+def test_mixed_partials_match_sympy(text):
+    x, y = symbol("x"), symbol("y")
+    expr = parse(text).expr
+    at = {"x": torch.tensor([0.7], dtype=torch.float64), "y": torch.tensor([1.9], dtype=torch.float64)}
+    series = expand(expr, ["x", "y"], 4, at, at["x"])
+    for a in range(5):
+        for b in range(5 - a):
+            exact = sympy.diff(expr, x, a, y, b).subs({x: sympy.Float(0.7), y: sympy.Float(1.9)}).evalf(30)
+            got = float(series.coefficient((a, b))[0]) * math.factorial(a) * math.factorial(b)
+            assert got == pytest.approx(float(exact), rel=1e-12, abs=1e-13), (a, b)
+
+
+def test_branches_and_kinks_follow_the_first_derivative_conventions():
+    # the branch taken at the point, and ties weighed 1/n
+    assert coefficients("where(x > 0, x**3, -x)", 2.0, 3) == pytest.approx([8, 12, 6, 1])
+    assert coefficients("where(x > 0, x**3, -x)", -2.0, 3) == pytest.approx([2, -1, 0, 0])
+    assert coefficients("abs(x)**3", -1.0, 3) == pytest.approx([1, -3, 3, -1])
+    assert coefficients("x % 3", 7.5, 2) == pytest.approx([1.5, 1, 0])
+
+
+def test_derivative_order_30_through_the_cli(cli):
+    result = cli("derivative", "tanh(x)", "--order", "30", "--at", "x=0.3", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)["derivative"]
+    with mpmath.workdps(60):
+        want = mpmath.diff(mpmath.tanh, mpmath.mpf(0.3), 30)
+    assert got == pytest.approx(float(want), rel=1e-10)
+
+
+def test_order_zero_is_the_value(cli):
+    result = cli("derivative", "x**3", "--order", "0", "--at", "x=2", "--format", "json")
+    assert json.loads(result.stdout) == {"at": {"x": 2.0}, "value": 8.0, "derivative": 8.0}
+
+
+def test_taylor_command_names_its_coefficients(cli):
+    result = cli("taylor", "exp(x)*sin(y)", "--at", "x=0,y=1", "--order", "2", "--format", "csv")
+    header, row = result.stdout.splitlines()
+    assert header.split(",") == [
+        "x", "y", "value", "taylor_1", "taylor_x", "taylor_y", "taylor_x^2", "taylor_x*y", "taylor_y^2",
+    ]  # fmt: skip
+    s, c = math.sin(1), math.cos(1)
+    assert [float(v) for v in row.split(",")[3:]] == pytest.approx([s, s, c, s / 2, c, -s / 2], rel=1e-15)
+
+
+def test_taylor_limits_are_usage_errors(cli):
+    assert cli("taylor", "x", "--at", "x=1", "--order", "101").returncode == 2
+    assert cli("taylor", "a+b+c+d+e+f", "--at", "a=1,b=1,c=1,d=1,e=1,f=1", "--order", "20").returncode == 2
