@@ -1,12 +1,20 @@
-"""``diffcli check``: every derivative three ways, and where they disagree.
+"""``diffcli check``: every derivative diffcli reports, against two independent references.
 
-The gradient (with ``order=2`` also the Hessian) of each output is computed by SymPy's symbolic
-derivative lowered to torch (what every other command reports), by torch's automatic
-differentiation of the lowered value, and by central finite differences refined by Richardson
-extrapolation, which also estimates their own error. Autograd disagrees when it differs from the
-symbolic number beyond ``atol + rtol·|symbolic|``; finite differences when they differ beyond
-ten times their error estimate plus that tolerance. ``scan --check`` compares a recurrence's two
-modes and finite differences the same way (``ScanChecker``).
+- **extended precision**: the same derivative formulas evaluated by SymPy at 50 significant
+  digits (written as their textbook forms), at up to ``EXTENDED_POINTS`` points of each batch. It
+  sees what float64 evaluation costs: cancellation, overflow, a special function's lost digits.
+  A number disagrees when it is off by more than ``rtol·|reference|`` (no absolute tolerance: a
+  derivative of 1e-160 must be right to its own size; only results below the smallest normal
+  double may be 0).
+- **finite differences**: central differences of the value at steps h·2^-k (k = 0 … 51),
+  Richardson-extrapolated over every four consecutive steps; each point takes the window with the
+  smallest error estimate (how far the last extrapolation moved, or the rounding of the values). A window whose stencil leaves the domain (a value that is not finite) or straddles a
+  pole (its estimates disagree) is never chosen, so steps shrink near log's 0 or asin's 1
+  instead of stepping over them. It sees a wrong derivative formula. A number disagrees when it
+  differs beyond ``atol + rtol·|number|`` plus ten times the estimate.
+
+``scan --check`` compares a recurrence's two modes and finite differences the same way
+(``ScanChecker``).
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ from . import lower, pipeline, transforms
 from .language import Parsed, symbol
 from .scan import Scan, digits
 
-LEVELS = 4  # step sizes h, h/2, h/4, h/8 for Richardson extrapolation
+LEVELS = 52  # step sizes h, h/2, …, h/2^51 tried by finite differences
+WINDOW = 4  # consecutive steps in one Richardson extrapolation
+EXTENDED_POINTS = 200  # points of each batch evaluated at 50 digits
 
 
 def tolerance(dtype: torch.dtype) -> float:
@@ -86,13 +96,16 @@ class Report:
         *,
         slack: torch.Tensor | None = None,
         kinks: torch.Tensor | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
     ) -> Disagreement:
         found = self.found.setdefault((output, column, engine), Disagreement(output, column, engine))
         found.kinks += int(kinks.sum()) if kinks is not None else 0
         same = (got == exact) | (torch.isnan(got) & torch.isnan(exact))  # equal infinities, or both NaN
         finite = torch.isfinite(got) & torch.isfinite(exact)
         difference = torch.where(same, 0.0, torch.where(finite, (got - exact).abs(), math.inf))
-        bound = self.atol + self.rtol * exact.abs()
+        rtol, atol = self.rtol if rtol is None else rtol, self.atol if atol is None else atol
+        bound = atol + rtol * exact.abs()
         if slack is not None:
             bound = bound + slack.nan_to_num(nan=0.0, posinf=math.inf)
         excess = difference - torch.where(finite, bound, 0.0)
@@ -111,7 +124,7 @@ class Report:
 
 
 class Checker:
-    """Accumulates the disagreements of autograd and finite differences over batches of points."""
+    """Accumulates the disagreements of the references with diffcli's derivatives over batches of points."""
 
     def __init__(
         self,
@@ -124,7 +137,7 @@ class Checker:
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
-        self.order, self.dtype, self.device = order, dtype, device
+        self.order, self.dtype, self.device, self.rtol = order, dtype, device, rtol
         self.report = Report(rtol, atol)
         operation = "hessian" if order == 2 else "grad"
         self.plans = [transforms.plan(operation, [p], wrt=wrt) for p in parsed]
@@ -135,7 +148,7 @@ class Checker:
         self.values = [lower.compile([p.quantities[0].expr], [symbol(v) for v in self.variables]) for p in self.plans]
 
     def add(self, frame: pl.DataFrame, columns: Mapping[str, str]) -> None:
-        """Compare the engines at every point of ``frame`` (``columns`` maps variables to frame columns)."""
+        """Compare at every point of ``frame`` (``columns`` maps variables to frame columns)."""
         count = frame.height if frame.width else 1
         values = pipeline.tensors(frame, self.variables, columns, self.dtype, self.device)
         like = torch.empty(count, dtype=self.dtype, device=self.device)
@@ -144,77 +157,98 @@ class Checker:
                 continue  # a constant: nothing to differentiate
             exact = symbolic(values, like)
             kinks = exact.pop(transforms.KINK + plan.outputs[0], torch.zeros_like(like))
-            engines = {
-                "autograd": (self._autograd(value, values, like, plan.wrt), {}),
-                "finite differences": finite_differences(
-                    lambda at, like, value=value: value(at, like)[0], values, like, plan.wrt, order=self.order
-                ),
-            }
-            for engine, (numbers, estimates) in engines.items():
-                for column, got in numbers.items():
-                    slack = 10 * estimates[column] if column in estimates else None
-                    self.report.compare(name, column, engine, exact[column], got, frame, slack=slack, kinks=kinks)
-
-    def _autograd(self, value, values, like, wrt):  # type: ignore[no-untyped-def]
-        """Reverse mode over the batch (rows are independent): d/dx of the sum is each row's d/dx."""
-        leaves = {v: t.clone().requires_grad_(True) for v, t in values.items()}
-        (f,) = value(leaves, like)
-        inputs = [leaves[v] for v in wrt]
-        grads = torch.autograd.grad(f.sum(), inputs, create_graph=self.order == 2, allow_unused=True)
-        grads = [g if g is not None else torch.zeros_like(like) for g in grads]
-        numbers = {f"grad_{v}": g.detach() for v, g in zip(wrt, grads)}
-        if self.order == 2:
-            for v, g in zip(wrt, grads):
-                row = (
-                    torch.autograd.grad(g.sum(), inputs, retain_graph=True, allow_unused=True)
-                    if g.requires_grad
-                    else [None] * len(wrt)
+            numbers, estimates = finite_differences(
+                lambda at, like, value=value: value(at, like)[0], values, like, plan.wrt, order=self.order
+            )
+            sample = torch.linspace(0, count - 1, min(count, EXTENDED_POINTS)).round().long().unique()
+            for q in plan.quantities[1:]:
+                got = exact[q.column]
+                reference = extended(q.expr, values, sample).to(got.device, got.dtype)
+                self.report.compare(
+                    name, q.column, "extended precision", reference, got[sample], frame[sample.cpu().numpy()],
+                    rtol=self.rtol, atol=torch.finfo(self.dtype).tiny, kinks=kinks[sample],
+                )  # fmt: skip
+                slack = 10 * estimates[q.column]
+                self.report.compare(
+                    name, q.column, "finite differences", got, numbers[q.column], frame, slack=slack, kinks=kinks
                 )
-                for w, h in zip(wrt, row):
-                    numbers[f"hessian_{v}_{w}"] = (h if h is not None else torch.zeros_like(like)).detach()
-        return numbers
 
 
-def finite_differences(value, values, like, wrt, *, order=1, scale=None, noise=1.0):  # type: ignore[no-untyped-def]
-    """``value(values, like)``'s gradient (``order=2``: and Hessian) by central differences at h, h/2,
-    h/4, h/8, Richardson-extrapolated twice, with their error estimates: the change of the last
-    extrapolation, or the rounding error, whichever is larger.
+def extended(expr, values: Mapping[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """``expr`` (its textbook form) at the points ``rows`` of ``values``, by SymPy's ``evalf`` at
+    50 digits, rounded to float64; NaN where it has no real value."""
+    import sympy
 
-    h is in proportion to ``scale[v]`` (default: max(|v|, 1)); ``noise`` is how many times the
+    formula = transforms.plain(expr)
+    names = {v: symbol(v) for v in values if symbol(v) in formula.free_symbols}
+    columns = {v: values[v].double().cpu() for v in names}
+    results = []
+    for r in rows.tolist():
+        at = {names[v]: sympy.Float(float(columns[v][r]), 50) for v in names}
+        number = formula.evalf(50, subs=at)
+        results.append(float(number) if number.is_extended_real and number.is_number else math.nan)
+    return torch.tensor(results, dtype=torch.float64)
+
+
+def finite_differences(value, values, like, wrt, *, order=1, scale=None, noise=1.0, levels=LEVELS):  # type: ignore[no-untyped-def]
+    """``value(values, like)``'s gradient (``order=2``: and Hessian) by central differences at the
+    steps h·2^-k, k < ``levels``, Richardson-extrapolated twice over every window of four
+    consecutive steps; each point takes the window with the smallest error estimate (how far the
+    last extrapolation moved from the one before it and from the level below, or the rounding
+    error, whichever is larger; infinite where a value in the window is not finite), among the
+    windows whose estimate is less than half their result (one that straddles a pole is not)
+    where there are any. Returns the numbers and their error estimates.
+
+    h starts at eps^(1/5)·4·``scale[v]`` (default: max(|v|, 1)); ``noise`` is how many times the
     rounding error of one evaluation exceeds eps·|value|.
     """
     eps = torch.finfo(like.dtype).eps
-    f0 = value(values, like)
     numbers, estimates = {}, {}
     pairs = [(v, None) for v in wrt] + ([(v, w) for v in wrt for w in wrt] if order == 2 else [])
     for a, b in pairs:
         first = b is None
         scale_a = scale[a] if scale is not None else torch.clamp(values[a].abs(), min=1.0)
         h0 = (eps ** (1 / 5) if first else eps ** (1 / 6)) * 4 * scale_a
-        estimates_k = []
-        for k in range(LEVELS):
-            h = h0 / 2**k
+        differences, roundings = [], []
+        for k in range(levels):
+            ha = (values[a] + h0 / 2**k) - values[a]  # a step that x ± h represent exactly
             if first:
-                d = (_shifted(value, values, like, {a: h}) - _shifted(value, values, like, {a: -h})) / (2 * h)
+                stencil = [(_shifted(value, values, like, {a: ha}), 1), (_shifted(value, values, like, {a: -ha}), -1)]
+                width = 2 * ha
             else:
-                d = (
-                    _shifted(value, values, like, {a: h}, {b: h})
-                    - _shifted(value, values, like, {a: h}, {b: -h})
-                    - _shifted(value, values, like, {a: -h}, {b: h})
-                    + _shifted(value, values, like, {a: -h}, {b: -h})
-                ) / (4 * h * h)
-            estimates_k.append(d)
-        table = [estimates_k]
-        for level in (1, 2):
-            previous = table[-1]
-            factor = 4**level
-            table.append([(factor * previous[k] - previous[k - 1]) / (factor - 1) for k in range(1, len(previous))])
-        best, before = table[-1][-1], table[-1][-2]
-        h_last = h0 / 2 ** (LEVELS - 1)
-        rounding = 10 * eps * noise * (f0.abs() + 1) / (h_last if first else h_last * h_last)
+                hb = (values[b] + h0 / 2**k) - values[b]
+                stencil = [
+                    (_shifted(value, values, like, {a: sa}, {b: sb}), sign)
+                    for sa, sb, sign in ((ha, hb, 1), (ha, -hb, -1), (-ha, hb, -1), (-ha, -hb, 1))
+                ]
+                width = 4 * ha * hb
+            differences.append(sum(sign * f for f, sign in stencil) / width)
+            size = torch.stack([f.abs() for f, _ in stencil]).amax(0)
+            roundings.append(10 * eps * noise * size * len(stencil) / width.abs())
+        inf = torch.full_like(like, math.inf)
+        best = {True: (inf, inf), False: (inf, inf)}  # consistent windows, and any window
+        for k in range(levels - WINDOW + 1):
+            table = [differences[k : k + WINDOW]]
+            for level in (1, 2):
+                previous, factor = table[-1], 4**level
+                table.append(
+                    [(factor * previous[i + 1] - previous[i]) / (factor - 1) for i in range(len(previous) - 1)]
+                )
+            estimate = table[-1][-1]
+            change = torch.maximum((estimate - table[-1][-2]).abs(), (estimate - table[-2][-1]).abs())
+            window = torch.maximum(change, roundings[k + WINDOW - 1])
+            finite = torch.stack([torch.isfinite(d) for d in differences[k : k + WINDOW]]).all(0)
+            window = torch.where(finite & torch.isfinite(window), window, math.inf)
+            for consistent in (True, False):  # a window that straddles a pole moves by its own size
+                kept = window < estimate.abs() / 2 if consistent else torch.ones_like(finite)
+                so_far, error = best[consistent]
+                better = kept & (window < error)
+                best[consistent] = (torch.where(better, estimate, so_far), torch.where(better, window, error))
+        found = torch.isfinite(best[True][1])
+        number = torch.where(found, best[True][0], best[False][0])
+        error = torch.where(found, best[True][1], best[False][1])
         column = f"grad_{a}" if first else f"hessian_{a}_{b}"
-        numbers[column] = best
-        estimates[column] = torch.maximum((best - before).abs(), rounding)
+        numbers[column], estimates[column] = number, error
     return numbers, estimates
 
 
@@ -258,7 +292,9 @@ class ScanChecker:
                 for j, t in enumerate(wrt)
             }
             stacked = lambda at, like: torch.stack(scan.values_after(at, self.steps))  # noqa: E731
-            numbers, estimates = finite_differences(stacked, values, like, wrt, scale=scale, noise=amplification)
+            numbers, estimates = finite_differences(
+                stacked, values, like, wrt, scale=scale, noise=amplification, levels=WINDOW
+            )
         places = digits(float(amplification.max()), self.dtype)
         slack = self.CONDITIONING * torch.finfo(self.dtype).eps * amplification
         for o, output in enumerate(outputs):

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import inspect
 import io
+import math
 import os
 import sys
 import tempfile
@@ -164,7 +165,8 @@ _check_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [EXPRESSIONS, WRT, *CHECK_OPTIONS, *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex", "precision"))]
 )
 _check_command.__doc__ = (
-    "Compare each derivative three ways: autograd, symbolic, finite differences (exit 5 on a disagreement).\n\n"
+    "Check each derivative against the same formulas at 50 digits and against finite differences "
+    "(exit 5 on a disagreement).\n\n"
     "Example: diffcli check 'sin(x)*exp(-y**2)' --grid x=-2:2:50 --grid y=-2:2:50 --order 2\n\n"
     "For a recurrence: diffcli scan ... --check"
 )
@@ -618,6 +620,9 @@ def _tolerances(rtol: float | None, atol: float | None, dtype: Any) -> tuple[flo
     """``--rtol`` and ``--atol``: each defaults to the other, then to the dtype's."""
     from . import check
 
+    for name, given in (("--rtol", rtol), ("--atol", atol)):
+        if given is not None and not (math.isfinite(given) and given >= 0):
+            raise UsageError(f"{name} must be a finite number >= 0, got {given}")
     rtol = rtol if rtol is not None else check.tolerance(dtype)
     return rtol, atol if atol is not None else rtol
 

@@ -10,10 +10,10 @@ import mpmath
 import pytest
 import sympy
 import torch
-from tests.test_accuracy import UNARY
 
 from diffcli.language import parse, symbol
 from diffcli.taylor import expand
+from tests.test_accuracy import UNARY
 
 POINTS = {  # inside each function's domain, away from its edges
     "asin": [-0.7, 0.3],
