@@ -27,10 +27,10 @@ import polars as pl
 import sympy
 import torch
 
-from . import lower, pipeline
-from .errors import UsageError
+from . import lower, pipeline, rules
+from .errors import ExpressionError, UsageError
 from .language import Parsed, option_name, symbol
-from .transforms import set_order, variables_of
+from .transforms import Differentiator, set_order, variables_of
 
 Column = tuple[tuple[str, ...], str]  # (JSON path, column)
 METHODS = ("auto", "forward", "reverse")
@@ -61,6 +61,9 @@ class Scan:
         if not updates or any(u.name is None for u in updates):
             raise UsageError("each update assigns a state: scan 'x = r*x*(1-x)'")
         self.states = tuple(u.name for u in updates)  # type: ignore[misc]
+        twice = sorted({s for s in self.states if self.states.count(s) > 1})
+        if twice:
+            raise ExpressionError(f"state {twice[0]!r} is assigned twice: one update per state, applied together")
         missing = [s for s in self.states if s not in init]
         if missing:
             raise UsageError(f"no initial value for {', '.join(missing)}", hint=f"--init {missing[0]}=VALUE")
@@ -90,8 +93,10 @@ class Scan:
             for t in self.wrt
         ]
         self.growth = 0.0  # the largest amplification of a perturbation of the state seen
-        self._compile_forward([u.expr for u in updates], [o.expr for o in outputs])
-        self._compile_reverse([u.expr for u in updates], [o.expr for o in outputs])
+        maps, results = [rules.accurate(u.expr) for u in updates], [rules.accurate(o.expr) for o in outputs]
+        self._d = Differentiator()
+        self._compile_forward(maps, results)
+        self._compile_reverse(maps, results)
 
     def _compile_forward(self, maps: list[sympy.Expr], results: list[sympy.Expr]) -> None:
         states = [symbol(s) for s in self.states]
@@ -100,8 +105,8 @@ class Scan:
         def carried(expr: sympy.Expr, j: int) -> sympy.Expr:
             """d expr / d wrt[j], through the states' sensitivities and directly."""
             target = self.wrt[j]
-            direct = sympy.diff(expr, symbol(target)) if target in self.parameters else 0
-            return direct + sum(sympy.diff(expr, x) * sensitivity[i, j] for i, x in enumerate(states))
+            direct = self._d(expr, target) if target in self.parameters else 0
+            return direct + sum(self._d(expr, x.name) * sensitivity[i, j] for i, x in enumerate(states))
 
         wrt = range(len(self.wrt))
         inputs = [*states, *sensitivity.values(), *(symbol(p) for p in self.parameters)]
@@ -120,13 +125,13 @@ class Scan:
 
         def pulled(o: int, v: sympy.Symbol) -> sympy.Expr:
             """∂F/∂v ᵀ·λ of output o: what one step back adds to d output / d v."""
-            return sum(sympy.diff(f, v) * adjoint[j, o] for j, f in enumerate(maps))
+            return sum(self._d(f, v.name) * adjoint[j, o] for j, f in enumerate(maps))
 
         outputs = range(len(results))
         self._map = lower.compile(maps, [*states, *parameters])
         self._outputs = lower.compile(results, [*states, *parameters])
         self._final = lower.compile(
-            results + [sympy.diff(r, v) for r in results for v in [*states, *targets]], [*states, *parameters]
+            results + [self._d(r, v.name) for r in results for v in [*states, *targets]], [*states, *parameters]
         )
         self._back = lower.compile(
             [pulled(o, v) for o in outputs for v in [*states, *targets]], [*states, *parameters, *adjoint.values()]

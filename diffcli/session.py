@@ -81,19 +81,22 @@ class Session:
             raise UsageError(f"unknown op {operation!r}", hint=f"ops: {', '.join(transforms.OPERATIONS)}")
         exprs = _strings(request.get("expr"), "expr")
         aux = request.get("aux") or {}
-        if not isinstance(aux, dict):
+        if not isinstance(aux, dict) or not all(isinstance(e, str) for e in aux.values()):
             raise UsageError('"aux" must be an object of name: expression')
+        for name in aux:
+            language.option_name(name, '"aux"')
         wrt = request.get("wrt") or []
         plan = transforms.plan(
             operation,
             [language.parse(e) for e in exprs],
             wrt=wrt.split(",") if isinstance(wrt, str) else _strings(wrt, "wrt", empty=True),
-            aux=[language.Parsed(n, language.parse(str(e)).expr) for n, e in aux.items()],
+            aux=[language.Parsed(n, language.parse(e).expr) for n, e in aux.items()],
             tangent=_numbers(request.get("tangent"), "tangent"),
             cotangent=_numbers(request.get("cotangent"), "cotangent"),
-            order=request.get("order"),
+            order=_integer(request.get("order"), "order"),
         )
-        dtype = {"float64": torch.float64, "float32": torch.float32}.get(request.get("dtype") or "float64")
+        name = request.get("dtype") or "float64"
+        dtype = {"float64": torch.float64, "float32": torch.float32}.get(name) if isinstance(name, str) else None
         if dtype is None:
             raise UsageError(f"unknown dtype {request.get('dtype')!r}; expected float64 or float32")
         compiled = plan, pipeline.Evaluator(plan, {}, dtype, torch.device("cpu"))
@@ -104,6 +107,8 @@ class Session:
 
     def _points(self, request: dict[str, Any]) -> sources.Points:
         at = request.get("at") or []
+        if not isinstance(at, (dict, list)):
+            raise UsageError('"at" must be an object of name: number, or a list of them')
         assignments = [_numbers(point, "at") or {} for point in ([at] if isinstance(at, dict) else at)]
         for name in {n for a in assignments for n in a}:
             language.option_name(name, '"at"')
@@ -129,10 +134,16 @@ def _numbers(value: Any, field: str) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in value.items()}
 
 
+def _integer(value: Any, field: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise UsageError(f'"{field}" must be an integer')
+    return value
+
+
 def _precision(value: Any) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or not 1 <= value <= 17:
+    if _integer(value, "precision") is None or not 1 <= value <= 17:
         raise UsageError('"precision" must be an integer from 1 to 17')
     return value
 

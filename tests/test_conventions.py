@@ -48,7 +48,30 @@ CASES = [
     ("x if x > 0 else -x", {"x": 0}, 0.0, -1.0, True),  # the taken branch's derivative
     ("x if x < 0 else 2*x if x < 1 else 3*x", {"x": 0.5}, 1.0, 2.0, False),
     ("x if x < 0 else 2*x if x < 1 else 3*x", {"x": 1}, 3.0, 3.0, True),
+    ("x % 2", {"x": 2}, 0.0, 1.0, True),  # d/dx is 1 on both sides of the jump
+    ("x % y", {"x": 7.5, "y": 0.1}, 7.5 % 0.1, 1.0, False),
+    ("hypot(x, y)", {"x": 0, "y": 0}, 0.0, 0.0, True),  # the subgradient of least norm, as JAX
+    ("sqrt(x**2 + y**2)", {"x": 0, "y": 0}, 0.0, 0.0, True),  # the same function, the same answer
+    ("max(x, y, z)", {"x": 1, "y": 1, "z": 1}, 1.0, 1 / 3, True),  # an n-way tie: 1/n each
 ]
+
+
+def test_mod_differentiates_in_its_divisor_exactly():
+    # 7.5 % 0.1 is 0.0999…59 = 7.5 - 74·0.1 (the double 0.1 is a little over 1/10): d/dy = -74
+    result = runner.invoke(app, ["grad", "x % y", "--at", "x=7.5,y=0.1", "--format", "json"])
+    assert json.loads(result.stdout)["grad"] == {"x": 1.0, "y": -74.0}
+
+
+def test_a_jvp_along_an_n_way_tie_is_the_one_sided_value():
+    args = ["jvp", "max(x, y, z)", "--at", "x=1,y=1,z=1", "--tangent", "x=1,y=1,z=1", "--format", "json"]
+    assert json.loads(runner.invoke(app, args).stdout)["jvp"] == pytest.approx(1.0)
+
+
+def test_hessians_at_kinks_are_nan_where_the_first_derivative_jumps():
+    result = runner.invoke(app, ["hessian", "abs(x) + relu(y)", "--at", "x=0,y=0", "--format", "csv"])
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    assert math.isnan(float(row["hessian_x_x"])) and math.isnan(float(row["hessian_y_y"]))
+    assert float(row["hessian_x_y"]) == 0.0
 
 
 @pytest.mark.parametrize(("expr", "at", "value", "derivative", "kink"), CASES)
@@ -67,8 +90,8 @@ def check(*args: str):
 def test_check_agrees_on_a_smooth_function_to_1e_12():
     code, rows, _ = check("sin(x)*exp(-y**2)", "--grid", "x=-2:2:50", "--grid", "y=-2:2:50", "--order", "2")
     assert code == 0 and all(r["ok"] for r in rows)
-    autograd = [r for r in rows if r["engine"] == "autograd"]
-    assert len(autograd) == 6 and max(r["max_abs"] for r in autograd) <= 1e-12
+    extended = [r for r in rows if r["engine"] == "extended precision"]
+    assert len(extended) == 6 and max(r["max_rel"] for r in extended) <= 1e-14
     finite = [r for r in rows if r["engine"] == "finite differences"]
     assert len(finite) == 6 and max(r["max_abs"] for r in finite) <= 1e-8
 
@@ -81,11 +104,58 @@ def test_check_reports_a_kink_and_exits_5():
     assert finite["kinks"] == 1
 
 
-def test_check_shows_autograd_leaking_nan_through_a_branch():
-    # torch.where's backward multiplies the branch not taken by 0, and 0 * inf is NaN
+def test_check_of_a_branch_that_autograd_gets_wrong_passes():
+    # torch.where's backward would multiply the branch not taken by 0, and 0 * inf is NaN;
+    # diffcli's own derivative is 0 there, and both references agree
     code, rows, _ = check("where(x > 0, sqrt(x), 0)", "--at", "x=-1")
-    autograd = next(r for r in rows if r["engine"] == "autograd")
-    assert code == 5 and not autograd["ok"]
+    assert code == 0 and all(r["ok"] for r in rows)
+
+
+@pytest.mark.parametrize("order", ["1", "2"])
+@pytest.mark.parametrize(
+    ("expr", "grid"),
+    [
+        ("log(x)", "x=1e-12:1e-3:40"),
+        ("sqrt(x)", "x=1e-12:1:40"),
+        ("1/x", "x=1e-8:1e-3:40"),
+        ("asin(x)", "x=0.5:0.999999999999:40"),
+        ("log1p(x)", "x=-0.999999999999:1:40"),
+        ("x*sin(1/x)", "x=0.01:1:40"),
+    ],
+)
+def test_check_passes_healthy_functions_at_their_domain_edges(expr, grid, order):
+    code, rows, _ = check(expr, "--grid", grid, "--order", order)
+    assert code == 0, [r for r in rows if not r["ok"]]
+
+
+@pytest.mark.parametrize(("expr", "at"), [("asinh(x)", "x=1e160"), ("sigmoid(x)", "x=20"), ("lgamma(x)", "x=0.5")])
+def test_check_sees_lost_digits_that_finite_differences_cannot(monkeypatch, expr, at):
+    """With each function's derivative put back to its textbook form, check exits 5."""
+    import torch
+
+    from diffcli import functions, rules, special
+
+    textbook = {
+        "asinh(x)": (functions.dasinh, lambda u: 1 / torch.sqrt(1 + u * u)),
+        "sigmoid(x)": (functions.dsigmoid, lambda u: torch.sigmoid(u) * (1 - torch.sigmoid(u))),
+        "lgamma(x)": (None, None),
+    }[expr]
+    if textbook[0] is None:
+        monkeypatch.setattr(special, "polygamma", lambda n, x: torch.special.polygamma(n, x))
+    else:
+        row = rules.RULES[textbook[0]]
+        monkeypatch.setitem(rules.RULES, textbook[0], rules.Rule(textbook[1], row.partials))
+    code, rows, _ = check(expr, "--at", at, "--order", "2", "--rtol", "1e-12")
+    assert code == 5
+    assert any(r["engine"] == "extended precision" and not r["ok"] for r in rows)
+    monkeypatch.undo()
+    assert check(expr, "--at", at, "--order", "2", "--rtol", "1e-12")[0] == 0
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-1", "inf"])
+def test_check_refuses_tolerances_that_pass_everything(tolerance):
+    result = runner.invoke(app, ["check", "x**2", "--at", "x=1", "--rtol", tolerance])
+    assert result.exit_code == 2 and "--rtol" in result.stderr
 
 
 def test_check_of_a_constant_has_nothing_to_compare():
