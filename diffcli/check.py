@@ -1,17 +1,17 @@
 """``diffcli check``: every derivative diffcli reports, against two independent references.
 
-- **extended precision**: the same derivative formulas evaluated by SymPy at 50 significant
-  digits (written as their textbook forms), at up to ``EXTENDED_POINTS`` points of each batch. It
-  sees what float64 evaluation costs: cancellation, overflow, a special function's lost digits.
-  A number disagrees when it is off by more than ``rtol·|reference|`` (no absolute tolerance: a
-  derivative of 1e-160 must be right to its own size; only results below the smallest normal
-  double may be 0).
+- **extended precision**: the same derivative formulas, written as their textbook forms and
+  evaluated by SymPy at 50 significant digits, at up to ``EXTENDED_POINTS`` points of each batch.
+  It sees what float64 evaluation costs: cancellation, overflow, a special function's lost
+  digits. A number disagrees when it is off by more than ``rtol·|reference|`` (no absolute
+  tolerance: a derivative of 1e-160 must be right to its own size; only results below the
+  smallest normal number may be 0).
 - **finite differences**: central differences of the value at steps h·2^-k (k = 0 … 51),
-  Richardson-extrapolated over every four consecutive steps; each point takes the window with the
-  smallest error estimate (how far the last extrapolation moved, or the rounding of the values). A window whose stencil leaves the domain (a value that is not finite) or straddles a
-  pole (its estimates disagree) is never chosen, so steps shrink near log's 0 or asin's 1
-  instead of stepping over them. It sees a wrong derivative formula. A number disagrees when it
-  differs beyond ``atol + rtol·|number|`` plus ten times the estimate.
+  Richardson-extrapolated over every four consecutive steps; each point takes the window with
+  the smallest error estimate. A window whose stencil leaves the domain (a value that is not
+  finite) or straddles a pole (its extrapolations disagree) is not chosen, so steps shrink near
+  log's 0 or asin's 1 instead of stepping over them. It sees a wrong derivative formula. A
+  number disagrees when it differs beyond ``atol + rtol·|number|`` plus ten times the estimate.
 
 ``scan --check`` compares a recurrence's two modes and finite differences the same way
 (``ScanChecker``).

@@ -1,8 +1,9 @@
 """The transforms (value, grad, jacobian, hessian, jvp, vjp, derivative) as symbolic plans.
 
 A plan lists every number a command reports, each as a SymPy expression: the outputs, their
-derivatives (``Differentiator``, with each function's rule from ``rules.py``), the auxiliary outputs. ``lower.compile`` then evaluates all of them
-on a whole batch of points at once, sharing common subexpressions. This is the "symbolic
+derivatives (``Differentiator``, with each function's rule from ``rules.py``), the auxiliary
+outputs; derivatives of high order are Taylor coefficients (``taylor.py``). ``lower.compile``
+then evaluates all of them on a whole batch of points at once, sharing common subexpressions. This is the "symbolic
 Hessian with CSE lowered to torch" of DESIGN §6, measured there 17x faster than
 ``vmap(hessian(f))``; it is exact in the branch structure (no NaN leaks from a branch not
 taken) and gives ``--symbolic`` for free.
