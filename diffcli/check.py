@@ -46,7 +46,7 @@ class Disagreement:
 
     output: str
     quantity: str  # the column: grad_x, hessian_x_y
-    engine: str  # "autograd" or "finite differences"
+    engine: str  # "extended precision", "finite differences", "reverse mode"
     max_abs: float = 0.0
     max_rel: float = 0.0
     at: dict[str, float] = field(default_factory=dict)  # the point of the largest excess

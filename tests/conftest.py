@@ -32,3 +32,16 @@ def first_lines(pipeline: str, count: int = 3) -> subprocess.CompletedProcess[st
 @pytest.fixture
 def cli():
     return run_cli
+
+
+SLOW_MODULES = {"test_accuracy.py", "test_readme.py", "test_server.py"}  # mpmath at 1,000 digits; processes
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark as slow every test that spawns a process (the ``cli`` fixture, ``first_lines``, a
+    ``subprocess`` call) or runs long, so ``-m 'not slow'`` is a quick subset."""
+    for item in items:
+        source = getattr(item.function, "__code__", None)
+        spawns = source is not None and {"run_cli", "first_lines", "subprocess"} & set(source.co_names)
+        if item.path.name in SLOW_MODULES or "cli" in getattr(item, "fixturenames", ()) or spawns:
+            item.add_marker(pytest.mark.slow)

@@ -12,6 +12,7 @@ README quotes.
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import mpmath
@@ -23,6 +24,7 @@ from diffcli.language import parse
 from diffcli.transforms import evaluator, plan
 
 FIRST, SECOND = 2e-14, 1e-13  # the targets: relative error of first and second derivatives
+DEVICE = os.environ.get("DIFFCLI_TEST_DEVICE", "cpu")  # cuda: the same table for the GPU's kernels
 TINY, HUGE = sys.float_info.min, sys.float_info.max
 
 
@@ -130,9 +132,11 @@ def error(got: float, true: mpmath.mpf) -> float:
 def derivatives(text: str, points: list[tuple[float, ...]], names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """diffcli's gradient and Hessian of ``text`` at ``points``."""
     p = plan("hessian", [parse(text)])
-    columns = {n: torch.tensor([pt[i] for pt in points], dtype=torch.float64) for i, n in enumerate(names)}
-    results = evaluator(p)(columns, torch.empty(len(points), dtype=torch.float64))
-    return {k: v.numpy() for k, v in results.items()}
+    columns = {
+        n: torch.tensor([pt[i] for pt in points], dtype=torch.float64, device=DEVICE) for i, n in enumerate(names)
+    }
+    results = evaluator(p)(columns, torch.empty(len(points), dtype=torch.float64, device=DEVICE))
+    return {k: v.cpu().numpy() for k, v in results.items()}
 
 
 def worst(name: str) -> tuple[float, float, tuple, tuple]:
