@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 
 import sympy
 import torch
 
-from . import functions, rules
+from . import functions, rules, special
 
 Tensor = torch.Tensor
 
@@ -56,6 +57,13 @@ CONSTANTS: dict[sympy.Basic, float] = {
     sympy.zoo: math.nan,  # 1/0 in SymPy: an infinity without a sign, so no real value
     sympy.nan: math.nan,
 }
+
+
+def kernel(name: str) -> Callable[..., Tensor]:
+    """A row's kernel: ``torch.NAME`` (``torch.special.erf`` too), or ``special.NAME``."""
+    if name.startswith("torch."):
+        return operator.attrgetter(name.removeprefix("torch."))(torch)
+    return getattr(special, name)
 
 
 Ref = tuple[str, int]  # ("variable" | "constant" | "call", index)
@@ -138,7 +146,7 @@ class Lowering:
         if isinstance(expr, sympy.Piecewise):
             return self.call(_piecewise, *(self(part) for pair in expr.args for part in pair))
         row = rules.rule(expr)
-        function = row.torch if row is not None else STRUCTURE.get(type(expr))
+        function = kernel(row.kernel) if row is not None else STRUCTURE.get(type(expr))
         if function is not None:
             return self.call(function, *(self(a) for a in expr.args))
         raise TypeError(f"no torch lowering for {type(expr).__name__}: {expr}")

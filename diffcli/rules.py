@@ -1,43 +1,45 @@
-"""Every function of the language, one row each: its torch kernel, its partial derivatives, and
-where it is not differentiable.
+"""Every function of the language, one row each: its torch kernel, its partial derivatives,
+where it is not differentiable, and its Taylor-mode rule.
 
-The partials are SymPy expressions in forms that keep their digits over the function's whole
-domain (autograd's ``defvjp`` table is the model): tanh' is sech² from exp(-2|x|), not 1 - tanh²
+A row names its kernel (``torch.NAME``, or a function of ``special.py``) and its Taylor rule (a
+function of ``series.py``), so this table loads without torch. The partials are SymPy
+expressions in forms that keep their digits over the function's whole domain (autograd's
+``defvjp`` table is the model): tanh' is sech² from exp(-2|x|), not 1 - tanh²
 (0 past x = 19); sigmoid' is sigmoid(x)·sigmoid(-x); asin' is 1/sqrt((1-x)(1+x)), exact near 1;
 atan', asinh', acosh', atan2 and hypot divide by the larger magnitude instead of squaring it (no
 overflow at 1e160, no underflow at 1e-200). Where the second derivative needs a form of its own,
-the first is a ``functions.Helper`` with its own row. ``transforms.differentiate`` applies the
-chain rule over these rows; ``lower`` evaluates them. A function added to the language gets its
-kernel, its derivative and its kinks here, in one place.
+the first is a ``functions.Helper`` with its own row. ``transforms.Differentiator`` applies the
+chain rule over these rows; ``lower`` evaluates them and ``taylor`` expands them. A function added
+to the language gets its kernel, its derivative, its kinks and its Taylor rule here, in one place.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sympy
-import torch
 from sympy.codegen import cfunctions
 
 from . import functions as fn
-from . import series, special
 
-Tensor = torch.Tensor
 Partials = Callable[..., Sequence[sympy.Expr]]
 
 
 @dataclass(frozen=True)
 class Rule:
-    torch: Callable[..., Tensor]
+    kernel: str  # torch.NAME, or NAME of a function in special.py
     partials: Partials | None  # d f / d argument i, given the arguments; None: differentiate ``textbook``
     kink: Callable[[sympy.Basic], sympy.Basic] | None = None  # given the call: where it is not differentiable
-    taylor: Callable[..., series.Series] | None = None  # the series of f(u…) from its arguments' series
+    taylor: str | None = None  # the function of series.py that maps the arguments' series to f's
 
 
 def _at_zero(node: sympy.Basic) -> sympy.Basic:
     return sympy.Eq(node.args[0], 0)
+
+
+def _at_jump(node: sympy.Basic) -> sympy.Basic:
+    return sympy.Eq(node.args[0], node)
 
 
 def _ties(node: sympy.Basic) -> sympy.Basic:
@@ -59,195 +61,85 @@ def _tie_weights(extremum: type[sympy.Basic]) -> Partials:
     return partials
 
 
-def _fold(op: Callable[[Tensor, Tensor], Tensor]) -> Callable[..., Tensor]:
-    def folded(first: Tensor, *rest: Tensor) -> Tensor:
-        for r in rest:
-            first = op(first, r)
-        return first
-
-    return folded
-
-
-def _cbrt(x: Tensor) -> Tensor:
-    """Real cube root, refined by one Newton step to correct the rounding of 1/3."""
-    y = torch.sign(x) * torch.abs(x) ** (1 / 3)
-    refined = y - (y * y * y - x) / (3 * y * y)
-    return torch.where(torch.isfinite(refined) & (y != 0), refined, y)
-
-
-def _heaviside(x: Tensor, h0: Tensor | float = 0.5) -> Tensor:
-    return torch.heaviside(x, torch.as_tensor(h0, dtype=x.dtype, device=x.device))
-
-
-def _hypot_d(a: Tensor, b: Tensor) -> Tensor:
-    """a / hypot(a, b); at the origin 0, the subgradient of least norm (JAX's choice too)."""
-    h = torch.hypot(a, b)
-    return torch.where(h == 0, 0.0, a / h)
-
-
-def _datan(u: Tensor) -> Tensor:
-    h = torch.hypot(torch.ones_like(u), u)
-    return 1 / h / h
-
-
-def _d2atan(u: Tensor) -> Tensor:
-    h = torch.hypot(torch.ones_like(u), u)
-    return -2 * (u / h) / h / h / h
-
-
-def _d2asinh(u: Tensor) -> Tensor:
-    h = torch.hypot(torch.ones_like(u), u)
-    return -(u / h) / h / h
-
-
-def _dacosh(u: Tensor) -> Tensor:
-    return 1 / torch.sqrt(u - 1) / torch.sqrt(u + 1)
-
-
-def _d2acosh(u: Tensor) -> Tensor:
-    a = _dacosh(u)
-    return -(u * a) * a * a
-
-
-def _atan2_d(a: Tensor, b: Tensor) -> Tensor:
-    h = torch.hypot(a, b)
-    return (b / h) / h
-
-
-def _atan2_daa(a: Tensor, b: Tensor) -> Tensor:
-    h = torch.hypot(a, b)
-    return -2 * (a / h) * (b / h) / h / h
-
-
-def _atan2_dab(a: Tensor, b: Tensor) -> Tensor:
-    h = torch.hypot(a, b)
-    return ((a - b) / h) * ((a + b) / h) / h / h
-
-
-def _hypot_daa(a: Tensor, b: Tensor) -> Tensor:
-    h = torch.hypot(a, b)
-    return torch.square(b / h) / h
-
-
-def _hypot_dab(a: Tensor, b: Tensor) -> Tensor:
-    h = torch.hypot(a, b)
-    return -(a / h) * (b / h) / h
-
-
-def _flat(kernel: Callable[..., Tensor]) -> Callable[..., series.Series]:
-    """The series of a piecewise-constant function: its value, with every derivative 0."""
-    return lambda *args: series.Series.constant(args[0].basis, kernel(*(a.value for a in args)))
-
-
-def _mod_series(x: series.Series, y: series.Series) -> series.Series:
-    return (x - y.scaled(special.floor_quotient(x.value, y.value))).with_value(torch.remainder(x.value, y.value))
-
-
-def _relu_series(u: series.Series) -> series.Series:
-    return u.scaled((u.value > 0).to(u.value.dtype))
-
-
 def _one_minus_square(u: sympy.Expr) -> sympy.Expr:
     """1 - u², as (1 - u)(1 + u): exact where u is near ±1."""
     return (1 - u) * (1 + u)
 
 
-def _softplus(x: Tensor) -> Tensor:
-    return torch.logaddexp(x, torch.zeros_like(x))
-
+ZERO, ONE = sympy.S.Zero, sympy.S.One
 
 RULES: dict[type[sympy.Basic], Rule] = {
-    sympy.sin: Rule(torch.sin, lambda u: [sympy.cos(u)], taylor=lambda u: series.sin_cos(u)[0]),
-    sympy.cos: Rule(torch.cos, lambda u: [-sympy.sin(u)], taylor=lambda u: series.sin_cos(u)[1]),
-    sympy.tan: Rule(torch.tan, lambda u: [1 + sympy.tan(u) ** 2], taylor=series.tan),
-    sympy.asin: Rule(torch.asin, lambda u: [1 / sympy.sqrt(_one_minus_square(u))], taylor=series.asin),
-    sympy.acos: Rule(torch.acos, lambda u: [-1 / sympy.sqrt(_one_minus_square(u))], taylor=series.acos),
-    sympy.atan: Rule(torch.atan, lambda u: [fn.datan(u)], taylor=series.atan),
-    fn.atan2: Rule(torch.atan2, lambda y, x: [fn.atan2_d(y, x), -fn.atan2_d(x, y)], taylor=series.atan2),
-    sympy.sinh: Rule(torch.sinh, lambda u: [sympy.cosh(u)], taylor=lambda u: series.sinh_cosh(u)[0]),
-    sympy.cosh: Rule(torch.cosh, lambda u: [sympy.sinh(u)], taylor=lambda u: series.sinh_cosh(u)[1]),
-    sympy.tanh: Rule(torch.tanh, lambda u: [fn.sech2(u)], taylor=series.tanh),
-    sympy.asinh: Rule(torch.asinh, lambda u: [fn.dasinh(u)], taylor=series.asinh),
-    sympy.acosh: Rule(torch.acosh, lambda u: [fn.dacosh(u)], taylor=series.acosh),
-    sympy.atanh: Rule(torch.atanh, lambda u: [fn.datanh(u)], taylor=series.atanh),
-    sympy.exp: Rule(torch.exp, lambda u: [sympy.exp(u)], taylor=series.exp),
-    cfunctions.expm1: Rule(torch.expm1, lambda u: [sympy.exp(u)], taylor=series.expm1),
-    sympy.log: Rule(torch.log, lambda u: [1 / u], taylor=series.log),  # NaN below 0, -inf at 0
-    cfunctions.log2: Rule(
-        torch.log2,
-        lambda u: [1 / (u * sympy.log(2))],
-        taylor=lambda u: series.log(u).scaled(1 / math.log(2)).with_value(torch.log2(u.value)),
-    ),
-    cfunctions.log10: Rule(
-        torch.log10,
-        lambda u: [1 / (u * sympy.log(10))],
-        taylor=lambda u: series.log(u).scaled(1 / math.log(10)).with_value(torch.log10(u.value)),
-    ),
-    cfunctions.log1p: Rule(torch.log1p, lambda u: [1 / (1 + u)], taylor=series.log1p),
-    fn.cbrt: Rule(
-        _cbrt, lambda u: [1 / (3 * fn.cbrt(u) ** 2)], taylor=lambda u: series.power(u, 1 / 3, _cbrt(u.value))
-    ),
-    sympy.Abs: Rule(torch.abs, lambda u: [sympy.sign(u)], _at_zero, taylor=lambda u: u.scaled(torch.sign(u.value))),
-    sympy.sign: Rule(torch.sign, lambda u: [fn.dirac(u)], _at_zero, taylor=_flat(torch.sign)),
-    fn.floor: Rule(
-        torch.floor, lambda u: [sympy.S.Zero], lambda node: sympy.Eq(node.args[0], node), taylor=_flat(torch.floor)
-    ),
-    fn.ceiling: Rule(
-        torch.ceil, lambda u: [sympy.S.Zero], lambda node: sympy.Eq(node.args[0], node), taylor=_flat(torch.ceil)
-    ),
+    sympy.sin: Rule("torch.sin", lambda u: [sympy.cos(u)], taylor="sin"),
+    sympy.cos: Rule("torch.cos", lambda u: [-sympy.sin(u)], taylor="cos"),
+    sympy.tan: Rule("torch.tan", lambda u: [1 + sympy.tan(u) ** 2], taylor="tan"),
+    sympy.asin: Rule("torch.asin", lambda u: [1 / sympy.sqrt(_one_minus_square(u))], taylor="asin"),
+    sympy.acos: Rule("torch.acos", lambda u: [-1 / sympy.sqrt(_one_minus_square(u))], taylor="acos"),
+    sympy.atan: Rule("torch.atan", lambda u: [fn.datan(u)], taylor="atan"),
+    fn.atan2: Rule("torch.atan2", lambda y, x: [fn.atan2_d(y, x), -fn.atan2_d(x, y)], taylor="atan2"),
+    sympy.sinh: Rule("torch.sinh", lambda u: [sympy.cosh(u)], taylor="sinh"),
+    sympy.cosh: Rule("torch.cosh", lambda u: [sympy.sinh(u)], taylor="cosh"),
+    sympy.tanh: Rule("torch.tanh", lambda u: [fn.sech2(u)], taylor="tanh"),
+    sympy.asinh: Rule("torch.asinh", lambda u: [fn.dasinh(u)], taylor="asinh"),
+    sympy.acosh: Rule("torch.acosh", lambda u: [fn.dacosh(u)], taylor="acosh"),
+    sympy.atanh: Rule("torch.atanh", lambda u: [fn.datanh(u)], taylor="atanh"),
+    sympy.exp: Rule("torch.exp", lambda u: [sympy.exp(u)], taylor="exp"),
+    cfunctions.expm1: Rule("torch.expm1", lambda u: [sympy.exp(u)], taylor="expm1"),
+    sympy.log: Rule("torch.log", lambda u: [1 / u], taylor="log"),  # NaN below 0, -inf at 0
+    cfunctions.log2: Rule("torch.log2", lambda u: [1 / (u * sympy.log(2))], taylor="log2"),
+    cfunctions.log10: Rule("torch.log10", lambda u: [1 / (u * sympy.log(10))], taylor="log10"),
+    cfunctions.log1p: Rule("torch.log1p", lambda u: [1 / (1 + u)], taylor="log1p"),
+    fn.cbrt: Rule("cbrt", lambda u: [1 / (3 * fn.cbrt(u) ** 2)], taylor="cbrt"),
+    sympy.Abs: Rule("torch.abs", lambda u: [sympy.sign(u)], _at_zero, taylor="abs"),
+    sympy.sign: Rule("torch.sign", lambda u: [fn.dirac(u)], _at_zero, taylor="sign"),
+    fn.floor: Rule("torch.floor", lambda u: [ZERO], _at_jump, taylor="floor"),
+    fn.ceiling: Rule("torch.ceil", lambda u: [ZERO], _at_jump, taylor="ceil"),
     fn.Mod: Rule(
-        torch.remainder,
-        lambda x, y: [sympy.S.One, -fn.floor_quotient(x, y)],
+        "torch.remainder",
+        lambda x, y: [ONE, -fn.floor_quotient(x, y)],
         lambda node: sympy.Eq(node, 0, evaluate=False),
-        taylor=_mod_series,
+        taylor="mod",
     ),
-    sympy.Max: Rule(
-        _fold(torch.maximum), _tie_weights(sympy.Max), _ties, taylor=lambda *a: series.extremum(torch.maximum, *a)
-    ),
-    sympy.Min: Rule(
-        _fold(torch.minimum), _tie_weights(sympy.Min), _ties, taylor=lambda *a: series.extremum(torch.minimum, *a)
-    ),
+    sympy.Max: Rule("maximum", _tie_weights(sympy.Max), _ties, taylor="maximum"),
+    sympy.Min: Rule("minimum", _tie_weights(sympy.Min), _ties, taylor="minimum"),
     cfunctions.hypot: Rule(
-        torch.hypot,
+        "torch.hypot",
         lambda a, b: [fn.hypot_d(a, b), fn.hypot_d(b, a)],
         lambda node: sympy.And(sympy.Eq(node.args[0], 0), sympy.Eq(node.args[1], 0)),
-        taylor=lambda a, b: series.power(a * a + b * b, 0.5, torch.hypot(a.value, b.value)),
+        taylor="hypot",
     ),
-    sympy.erf: Rule(torch.special.erf, lambda u: [fn.derf(u)], taylor=series.erf),
-    sympy.erfc: Rule(torch.special.erfc, lambda u: [-fn.derf(u)], taylor=series.erfc),
-    sympy.gamma: Rule(special.gamma, lambda u: [sympy.gamma(u) * sympy.polygamma(0, u)], taylor=series.gamma),
-    sympy.loggamma: Rule(
-        torch.lgamma, lambda u: [sympy.polygamma(0, u)], taylor=series.lgamma
-    ),  # log|Γ(x)|, as C's lgamma
-    sympy.polygamma: Rule(lambda n, x: special.polygamma(int(n), x), lambda n, u: [0, sympy.polygamma(n + 1, u)]),
-    fn.sigmoid: Rule(torch.sigmoid, lambda u: [fn.dsigmoid(u)], taylor=series.sigmoid),
-    fn.softplus: Rule(_softplus, lambda u: [fn.sigmoid(u)], taylor=series.softplus),
-    fn.relu: Rule(torch.relu, lambda u: [sympy.Heaviside(u, 0)], _at_zero, taylor=_relu_series),
+    sympy.erf: Rule("torch.special.erf", lambda u: [fn.derf(u)], taylor="erf"),
+    sympy.erfc: Rule("torch.special.erfc", lambda u: [-fn.derf(u)], taylor="erfc"),
+    sympy.gamma: Rule("gamma", lambda u: [sympy.gamma(u) * sympy.polygamma(0, u)], taylor="gamma"),
+    sympy.loggamma: Rule("torch.lgamma", lambda u: [sympy.polygamma(0, u)], taylor="lgamma"),  # log|Γ(x)|
+    sympy.polygamma: Rule("polygamma", lambda n, u: [ZERO, sympy.polygamma(n + 1, u)]),
+    fn.sigmoid: Rule("torch.sigmoid", lambda u: [fn.dsigmoid(u)], taylor="sigmoid"),
+    fn.softplus: Rule("softplus", lambda u: [fn.sigmoid(u)], taylor="softplus"),
+    fn.relu: Rule("torch.relu", lambda u: [sympy.Heaviside(u, 0)], _at_zero, taylor="relu"),
     sympy.Heaviside: Rule(
-        _heaviside,
+        "heaviside",
         lambda u, h0=None: [fn.dirac(u), sympy.Piecewise((1, sympy.Eq(u, 0)), (0, True))],
         _at_zero,
-        taylor=_flat(_heaviside),
+        taylor="heaviside",
     ),
     # the derivatives' own forms
-    fn.sech2: Rule(special.sech2, lambda u: [-2 * sympy.tanh(u) * fn.sech2(u)]),
-    fn.dsigmoid: Rule(special.dsigmoid, lambda u: [-fn.dsigmoid(u) * sympy.tanh(u / 2)]),
-    fn.derf: Rule(lambda u: 2 / math.sqrt(math.pi) * special.gauss(u), lambda u: [-2 * u * fn.derf(u)]),
-    fn.datan: Rule(_datan, lambda u: [fn.d2atan(u)]),
-    fn.d2atan: Rule(_d2atan, None),
-    fn.datanh: Rule(lambda u: 1 / ((1 - u) * (1 + u)), lambda u: [2 * u * fn.datanh(u) ** 2]),
-    fn.dasinh: Rule(lambda u: 1 / torch.hypot(torch.ones_like(u), u), lambda u: [fn.d2asinh(u)]),
-    fn.d2asinh: Rule(_d2asinh, None),
-    fn.dacosh: Rule(_dacosh, lambda u: [fn.d2acosh(u)]),
-    fn.d2acosh: Rule(_d2acosh, None),
-    fn.atan2_d: Rule(_atan2_d, lambda a, b: [fn.atan2_daa(a, b), fn.atan2_dab(a, b)]),
-    fn.atan2_daa: Rule(_atan2_daa, None),
-    fn.atan2_dab: Rule(_atan2_dab, None),
-    fn.hypot_d: Rule(_hypot_d, lambda a, b: [fn.hypot_daa(a, b), fn.hypot_dab(a, b)]),
-    fn.hypot_daa: Rule(_hypot_daa, None),
-    fn.hypot_dab: Rule(_hypot_dab, None),
-    fn.dirac: Rule(lambda u: torch.where(u == 0, math.nan, 0.0).to(u.dtype), lambda u: [fn.dirac(u)]),
-    fn.floor_quotient: Rule(special.floor_quotient, lambda x, y: [sympy.S.Zero, sympy.S.Zero]),
+    fn.sech2: Rule("sech2", lambda u: [-2 * sympy.tanh(u) * fn.sech2(u)]),
+    fn.dsigmoid: Rule("dsigmoid", lambda u: [-fn.dsigmoid(u) * sympy.tanh(u / 2)]),
+    fn.derf: Rule("derf", lambda u: [-2 * u * fn.derf(u)]),
+    fn.datan: Rule("datan", lambda u: [fn.d2atan(u)]),
+    fn.d2atan: Rule("d2atan", None),
+    fn.datanh: Rule("datanh", lambda u: [2 * u * fn.datanh(u) ** 2]),
+    fn.dasinh: Rule("dasinh", lambda u: [fn.d2asinh(u)]),
+    fn.d2asinh: Rule("d2asinh", None),
+    fn.dacosh: Rule("dacosh", lambda u: [fn.d2acosh(u)]),
+    fn.d2acosh: Rule("d2acosh", None),
+    fn.atan2_d: Rule("atan2_d", lambda a, b: [fn.atan2_daa(a, b), fn.atan2_dab(a, b)]),
+    fn.atan2_daa: Rule("atan2_daa", None),
+    fn.atan2_dab: Rule("atan2_dab", None),
+    fn.hypot_d: Rule("hypot_d", lambda a, b: [fn.hypot_daa(a, b), fn.hypot_dab(a, b)]),
+    fn.hypot_daa: Rule("hypot_daa", None),
+    fn.hypot_dab: Rule("hypot_dab", None),
+    fn.dirac: Rule("dirac", lambda u: [fn.dirac(u)]),
+    fn.floor_quotient: Rule("floor_quotient", lambda x, y: [ZERO, ZERO]),
 }
 
 

@@ -165,6 +165,14 @@ def log(u: Series) -> Series:
     return Series(u.basis, [torch.log(u.value).unsqueeze(0)] + [p / k for k, p in enumerate(w.parts) if k])
 
 
+def log2(u: Series) -> Series:
+    return log(u).scaled(1 / math.log(2)).with_value(torch.log2(u.value))
+
+
+def log10(u: Series) -> Series:
+    return log(u).scaled(1 / math.log(10)).with_value(torch.log10(u.value))
+
+
 def log1p(u: Series) -> Series:
     one_plus = u.with_value(1 + u.value)
     return log(one_plus).with_value(torch.log1p(u.value))
@@ -185,14 +193,20 @@ def power(u: Series, c: float, value: Tensor | None = None) -> Series:
     return Series(basis, y)
 
 
-def sin_cos(u: Series) -> tuple[Series, Series]:
-    s, c = _flow(u, [torch.sin(u.value), torch.cos(u.value)], lambda ys, k: [ys[1][k], -ys[0][k]])
-    return s, c
+def sin(u: Series) -> Series:
+    return _flow(u, [torch.sin(u.value), torch.cos(u.value)], lambda ys, k: [ys[1][k], -ys[0][k]])[0]
 
 
-def sinh_cosh(u: Series) -> tuple[Series, Series]:
-    s, c = _flow(u, [torch.sinh(u.value), torch.cosh(u.value)], lambda ys, k: [ys[1][k], ys[0][k]])
-    return s, c
+def cos(u: Series) -> Series:
+    return _flow(u, [torch.sin(u.value), torch.cos(u.value)], lambda ys, k: [ys[1][k], -ys[0][k]])[1]
+
+
+def sinh(u: Series) -> Series:
+    return _flow(u, [torch.sinh(u.value), torch.cosh(u.value)], lambda ys, k: [ys[1][k], ys[0][k]])[0]
+
+
+def cosh(u: Series) -> Series:
+    return _flow(u, [torch.sinh(u.value), torch.cosh(u.value)], lambda ys, k: [ys[1][k], ys[0][k]])[1]
 
 
 def tan(u: Series) -> Series:
@@ -296,6 +310,43 @@ def select(condition: Tensor, a: Series, b: Series) -> Series:
     return Series(a.basis, [torch.where(condition, p, q) for p, q in zip(a.parts, b.parts)])
 
 
+def cbrt(u: Series) -> Series:
+    return power(u, 1 / 3, special.cbrt(u.value))
+
+
+def hypot(a: Series, b: Series) -> Series:
+    return power(a * a + b * b, 0.5, torch.hypot(a.value, b.value))
+
+
+def abs(u: Series) -> Series:  # noqa: A001 - the language's name
+    return u.scaled(torch.sign(u.value))
+
+
+def relu(u: Series) -> Series:
+    return u.scaled((u.value > 0).to(u.value.dtype))
+
+
+def mod(x: Series, y: Series) -> Series:
+    """x - y·floor(x/y), the floor held at the point's own (exact) quotient."""
+    return (x - y.scaled(special.floor_quotient(x.value, y.value))).with_value(torch.remainder(x.value, y.value))
+
+
+def _flat(kernel: Callable[..., Tensor]) -> Callable[..., Series]:
+    """The series of a piecewise-constant function: its value, every derivative 0."""
+    return lambda *args: Series.constant(args[0].basis, kernel(*(a.value for a in args)))
+
+
+sign, floor, ceil, heaviside = _flat(torch.sign), _flat(torch.floor), _flat(torch.ceil), _flat(special.heaviside)
+
+
+def maximum(*args: Series) -> Series:
+    return extremum(torch.maximum, *args)
+
+
+def minimum(*args: Series) -> Series:
+    return extremum(torch.minimum, *args)
+
+
 def extremum(pick: Callable[[Tensor, Tensor], Tensor], *args: Series) -> Series:
     """max or min: each argument that attains it weighs 1/n, as the first derivative does."""
     best = args[0].value
@@ -307,7 +358,3 @@ def extremum(pick: Callable[[Tensor, Tensor], Tensor], *args: Series) -> Series:
     for a, w in zip(args[1:], attained[1:]):
         total = total + a.scaled(w / count)
     return total.with_value(best)
-
-
-def constant_of(value: Tensor, like: Series) -> Series:
-    return Series.constant(like.basis, value)

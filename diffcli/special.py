@@ -1,10 +1,10 @@
-"""Torch kernels that keep their digits where torch's own or the textbook formula loses them.
+"""Torch kernels of the functions and derivatives that torch lacks or computes with lost digits.
 
-Each is element-wise and works on any device and dtype. They serve the derivative rules in
-``rules.py``: tanh' as sech² from exp(-2|x|) (1 - tanh² is 0 past x = 19), a gamma function and a
-polygamma family good to a few ulp (``exp(lgamma)`` loses |lgamma(x)| ulp; torch's trigamma has
-9 digits), the exact floor quotient that ``x % y`` differentiates into, and sin(πx), cos(πx)
-without the rounding of π·x.
+Each is element-wise and works on any device and dtype; ``rules.py`` names them. Among them:
+tanh' as sech² from exp(-2|x|) (1 - tanh² is 0 past x = 19), a gamma function and a polygamma
+family good to a few ulp (``exp(lgamma)`` loses |lgamma(x)| ulp; torch's trigamma has 9 digits),
+the exact floor quotient that ``x % y`` differentiates into, and sin(πx), cos(πx) without the
+rounding of π·x.
 """
 
 from __future__ import annotations
@@ -118,13 +118,14 @@ def _digamma_root_series(terms: int = 24) -> tuple[float, float, tuple[float, ..
     return hi, lo, coefficients
 
 
-def polygamma(n: int, x: Tensor) -> Tensor:
+def polygamma(n: int | Tensor, x: Tensor) -> Tensor:
     """ψ^(n)(x), the n-th derivative of digamma, for any real x, to a few ulp for n = 0, 1.
 
     x >= 10 + n: the asymptotic series; below: the recurrence ψ^(n)(x) = ψ^(n)(x+1) - (-1)^n n!/x^(n+1)
     (for n >= 1 every term has the same sign, so nothing cancels); x < 0: the reflection formula;
     digamma next to its positive root: its Taylor series there.
     """
+    n = int(n)
     reflect = x < 0
     z = torch.where(reflect, 1 - x, x)
     threshold = 10 + n
@@ -152,3 +153,108 @@ def polygamma(n: int, x: Tensor) -> Tensor:
     polynomial = sum(c * cot**k for k, c in enumerate(_cot_derivative(n)) if c)
     reflected = (-1) ** n * series - math.pi ** (n + 1) * polynomial
     return torch.where(reflect, reflected, series)
+
+
+def maximum(first: Tensor, *rest: Tensor) -> Tensor:
+    for r in rest:
+        first = torch.maximum(first, r)
+    return first
+
+
+def minimum(first: Tensor, *rest: Tensor) -> Tensor:
+    for r in rest:
+        first = torch.minimum(first, r)
+    return first
+
+
+def cbrt(x: Tensor) -> Tensor:
+    """Real cube root, refined by one Newton step to correct the rounding of 1/3."""
+    y = torch.sign(x) * torch.abs(x) ** (1 / 3)
+    refined = y - (y * y * y - x) / (3 * y * y)
+    return torch.where(torch.isfinite(refined) & (y != 0), refined, y)
+
+
+def heaviside(x: Tensor, h0: Tensor | float = 0.5) -> Tensor:
+    return torch.heaviside(x, torch.as_tensor(h0, dtype=x.dtype, device=x.device))
+
+
+def softplus(x: Tensor) -> Tensor:
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+def dirac(x: Tensor) -> Tensor:
+    """The derivative of a jump (sign, heaviside): 0 away from it, NaN at it."""
+    return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
+
+
+def derf(x: Tensor) -> Tensor:
+    return 2 / math.sqrt(math.pi) * gauss(x)
+
+
+def _hypot1(u: Tensor) -> Tensor:
+    return torch.hypot(torch.ones_like(u), u)
+
+
+def datan(u: Tensor) -> Tensor:
+    """1 / (1 + u²), divided by hypot(1, u) twice: u² would overflow past 1e154."""
+    h = _hypot1(u)
+    return 1 / h / h
+
+
+def d2atan(u: Tensor) -> Tensor:
+    h = _hypot1(u)
+    return -2 * (u / h) / h / h / h
+
+
+def datanh(u: Tensor) -> Tensor:
+    return 1 / ((1 - u) * (1 + u))
+
+
+def dasinh(u: Tensor) -> Tensor:
+    return 1 / _hypot1(u)
+
+
+def d2asinh(u: Tensor) -> Tensor:
+    h = _hypot1(u)
+    return -(u / h) / h / h
+
+
+def dacosh(u: Tensor) -> Tensor:
+    return 1 / torch.sqrt(u - 1) / torch.sqrt(u + 1)
+
+
+def d2acosh(u: Tensor) -> Tensor:
+    a = dacosh(u)
+    return -(u * a) * a * a
+
+
+def atan2_d(a: Tensor, b: Tensor) -> Tensor:
+    """d atan2(a, b) / da = b / (a² + b²), divided by hypot(a, b) twice."""
+    h = torch.hypot(a, b)
+    return (b / h) / h
+
+
+def atan2_daa(a: Tensor, b: Tensor) -> Tensor:
+    h = torch.hypot(a, b)
+    return -2 * (a / h) * (b / h) / h / h
+
+
+def atan2_dab(a: Tensor, b: Tensor) -> Tensor:
+    h = torch.hypot(a, b)
+    return ((a - b) / h) * ((a + b) / h) / h / h
+
+
+def hypot_d(a: Tensor, b: Tensor) -> Tensor:
+    """a / hypot(a, b); at the origin 0, the subgradient of least norm (JAX's choice too)."""
+    h = torch.hypot(a, b)
+    return torch.where(h == 0, 0.0, a / h)
+
+
+def hypot_daa(a: Tensor, b: Tensor) -> Tensor:
+    h = torch.hypot(a, b)
+    return torch.square(b / h) / h
+
+
+def hypot_dab(a: Tensor, b: Tensor) -> Tensor:
+    h = torch.hypot(a, b)
+    return -(a / h) * (b / h) / h

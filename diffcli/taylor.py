@@ -76,7 +76,7 @@ def expand(expr: sympy.Basic, wrt: Sequence[str], order: int, values: Mapping[st
         row = rules.rule(e)
         if row is None or row.taylor is None:
             raise TypeError(f"no Taylor rule for {type(e).__name__}")
-        return row.taylor(*args)
+        return getattr(series, row.taylor)(*args)
 
     result = walk(rules.accurate(expr))
     if isinstance(result, Tensor):  # a bare condition used as a number

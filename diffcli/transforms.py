@@ -300,19 +300,26 @@ class Differentiator:
 
     def __init__(self) -> None:
         self.memo: dict[tuple[sympy.Basic, str], sympy.Expr] = {}
+        self.names: dict[sympy.Basic, frozenset[str]] = {}  # SymPy recomputes free_symbols on each call
 
     def __call__(self, expr: sympy.Basic, variable: str) -> sympy.Expr:
         key = (expr, variable)
         if key not in self.memo:
-            self.memo[key] = self._derivative(expr, variable)
+            self.memo[key] = self._derivative(expr, variable) if variable in self.variables(expr) else sympy.S.Zero
         return self.memo[key]
 
+    def variables(self, expr: sympy.Basic) -> frozenset[str]:
+        """The names of the symbols in ``expr``, remembered per subexpression."""
+        if expr not in self.names:
+            if isinstance(expr, sympy.Symbol):
+                self.names[expr] = frozenset([expr.name])
+            else:
+                self.names[expr] = frozenset().union(*(self.variables(a) for a in expr.args))
+        return self.names[expr]
+
     def _derivative(self, expr: sympy.Basic, variable: str) -> sympy.Expr:
-        x = symbol(variable)
-        if x not in expr.free_symbols:
-            return sympy.S.Zero
-        if expr == x:
-            return sympy.S.One
+        if isinstance(expr, sympy.Symbol):
+            return sympy.S.One  # the variable itself: any other symbol has no ``variable`` in it
         if expr.is_Add:
             return sympy.Add(*(self(a, variable) for a in expr.args))
         if expr.is_Mul:
@@ -321,14 +328,14 @@ class Differentiator:
                 *(
                     sympy.Mul(*args[:i], self(a, variable), *args[i + 1 :])
                     for i, a in enumerate(args)
-                    if x in a.free_symbols
+                    if variable in self.variables(a)
                 )
             )
         if expr.is_Pow:
             base, exponent = expr.args
-            if x not in exponent.free_symbols:
+            if variable not in self.variables(exponent):
                 return exponent * base ** (exponent - 1) * self(base, variable)
-            if x not in base.free_symbols:
+            if variable not in self.variables(base):
                 return expr * sympy.log(base) * self(exponent, variable)
             return expr * (self(exponent, variable) * sympy.log(base) + exponent * self(base, variable) / base)
         if isinstance(expr, sympy.Piecewise):
@@ -339,7 +346,7 @@ class Differentiator:
         if row.partials is None:
             return self(expr.plain(), variable)
         partials = row.partials(*expr.args)
-        return sympy.Add(*(p * self(a, variable) for p, a in zip(partials, expr.args) if x in a.free_symbols))
+        return sympy.Add(*(p * self(a, variable) for p, a in zip(partials, expr.args) if variable in self.variables(a)))
 
 
 def _output_names(parsed: Sequence[Parsed]) -> list[str]:
