@@ -120,3 +120,32 @@ def test_constants_made_under_inference_mode_do_not_stop_autograd():
     (value,) = run({"x": leaf}, like)
     value.sum().backward()
     assert leaf.grad.tolist() == [12.0]
+
+
+def _first_derivatives(text: str, **at: float) -> dict[str, float]:
+    from diffcli.transforms import evaluator, plan
+
+    columns = {k: torch.tensor([v], dtype=torch.float64) for k, v in at.items()}
+    results = evaluator(plan("grad", [parse(text)]))(columns, torch.empty(1, dtype=torch.float64))
+    return {k: float(v[0]) for k, v in results.items()}
+
+
+def test_rewrites_keep_the_digits_of_values_and_derivatives():
+    import mpmath
+
+    # 1 - exp(x) is -expm1(x): no cancellation near 0
+    got = _first_derivatives("1 - exp(x)", x=1e-10)["value"]
+    assert got == pytest.approx(float(-mpmath.expm1(mpmath.mpf(1e-10))), rel=1e-15)
+    # sqrt(x² + y²) is hypot(x, y): no overflow at 1e200
+    got = _first_derivatives("sqrt(x**2 + y**2)", x=3e200, y=4e200)
+    assert got["value"] == pytest.approx(5e200, rel=1e-15) and got["grad_x"] == pytest.approx(0.6, rel=1e-15)
+
+
+def test_sin_of_atan2_is_differentiated_as_written():
+    """SymPy would rewrite sin(atan2(y, c)) as y/sqrt(c² + y²), whose y-derivative cancels."""
+    import mpmath
+
+    got = _first_derivatives("sin(atan2(y, c))", y=1.0, c=1e-8)["grad_y"]
+    with mpmath.workdps(50):
+        want = mpmath.diff(lambda y: mpmath.sin(mpmath.atan2(y, mpmath.mpf(1e-8))), mpmath.mpf(1))
+    assert got == pytest.approx(float(want), rel=1e-14)

@@ -228,3 +228,14 @@ def test_the_digits_left_do_not_depend_on_the_scale_of_an_output(r, places):
     code, rows, err = check(*args)
     assert code == 0 and {row["digits"] for row in rows} == {places}
     assert ("expect about" in err) == (places < 15)
+
+
+def test_a_state_assigned_twice_is_refused():
+    result = runner.invoke(app, ["scan", "x = r*x", "x = 2*x", "--init", "x=1", "--steps", "3", "--at", "r=2"])
+    assert result.exit_code == 3 and "'x' is assigned twice" in result.stderr
+
+
+def test_scan_through_kinks_of_kinks_evaluates():
+    args = ["scan", "x = abs(log(x)) + r", "--init", "x=2", "--steps", "3", "--at", "r=2", "--format", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and json.loads(result.stdout)["grad"]["r"] > 0
