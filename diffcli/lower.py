@@ -129,7 +129,7 @@ class Lowering:
     def _lower(self, expr: sympy.Basic) -> Ref:
         if expr in CONSTANTS:
             return self.constant(CONSTANTS[expr])
-        if expr.is_number and expr.is_extended_real is False:  # log(-1) is i·pi: no real value
+        if expr.is_number and expr.has(sympy.I):  # SymPy made a constant complex: no real value
             return self.constant(math.nan)
         if isinstance(expr, functions.Folded):
             return self.constant(expr.value)

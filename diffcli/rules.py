@@ -38,6 +38,10 @@ def _at_zero(node: sympy.Basic) -> sympy.Basic:
     return sympy.Eq(node.args[0], 0)
 
 
+def _at_origin(node: sympy.Basic) -> sympy.Basic:
+    return sympy.And(sympy.Eq(node.args[0], 0), sympy.Eq(node.args[1], 0))
+
+
 def _at_jump(node: sympy.Basic) -> sympy.Basic:
     return sympy.Eq(node.args[0], node)
 
@@ -75,7 +79,7 @@ RULES: dict[type[sympy.Basic], Rule] = {
     sympy.asin: Rule("torch.asin", lambda u: [1 / sympy.sqrt(_one_minus_square(u))], taylor="asin"),
     sympy.acos: Rule("torch.acos", lambda u: [-1 / sympy.sqrt(_one_minus_square(u))], taylor="acos"),
     sympy.atan: Rule("torch.atan", lambda u: [fn.datan(u)], taylor="atan"),
-    fn.atan2: Rule("torch.atan2", lambda y, x: [fn.atan2_d(y, x), -fn.atan2_d(x, y)], taylor="atan2"),
+    fn.atan2: Rule("torch.atan2", lambda y, x: [fn.atan2_d(y, x), -fn.atan2_d(x, y)], _at_origin, taylor="atan2"),
     sympy.sinh: Rule("torch.sinh", lambda u: [sympy.cosh(u)], taylor="sinh"),
     sympy.cosh: Rule("torch.cosh", lambda u: [sympy.sinh(u)], taylor="cosh"),
     sympy.tanh: Rule("torch.tanh", lambda u: [fn.sech2(u)], taylor="tanh"),
@@ -102,10 +106,7 @@ RULES: dict[type[sympy.Basic], Rule] = {
     sympy.Max: Rule("maximum", _tie_weights(sympy.Max), _ties, taylor="maximum"),
     sympy.Min: Rule("minimum", _tie_weights(sympy.Min), _ties, taylor="minimum"),
     cfunctions.hypot: Rule(
-        "torch.hypot",
-        lambda a, b: [fn.hypot_d(a, b), fn.hypot_d(b, a)],
-        lambda node: sympy.And(sympy.Eq(node.args[0], 0), sympy.Eq(node.args[1], 0)),
-        taylor="hypot",
+        "torch.hypot", lambda a, b: [fn.hypot_d(a, b), fn.hypot_d(b, a)], _at_origin, taylor="hypot"
     ),
     sympy.erf: Rule("torch.special.erf", lambda u: [fn.derf(u)], taylor="erf"),
     sympy.erfc: Rule("torch.special.erfc", lambda u: [-fn.derf(u)], taylor="erfc"),

@@ -294,9 +294,10 @@ def lgamma(u: Series) -> Series:
     """Σ_m ψ^(m-1)(u0)/m!·(u - u0)^m, composed by Horner's rule."""
     t = u.with_value(torch.zeros_like(u.value))
     order = u.basis.order
-    result = Series.constant(u.basis, special.polygamma(order - 1, u.value) / math.factorial(order)) if order else t
+    coefficient = lambda m: special.polygamma(m - 1, u.value) / float(math.factorial(m))  # noqa: E731
+    result = Series.constant(u.basis, coefficient(order)) if order else t
     for m in range(order - 1, 0, -1):
-        result = t * result + Series.constant(u.basis, special.polygamma(m - 1, u.value) / math.factorial(m))
+        result = t * result + Series.constant(u.basis, coefficient(m))
     return (t * result).with_value(torch.lgamma(u.value)) if order else result.with_value(torch.lgamma(u.value))
 
 

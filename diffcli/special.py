@@ -55,12 +55,15 @@ def dsigmoid(x: Tensor) -> Tensor:
 def gauss(x: Tensor) -> Tensor:
     """exp(-x²) with x² split exactly into hi + lo (Dekker): the rounding of x² alone would cost
     x²·eps relative (6e-14 at x = 24), since exp turns an absolute error into a relative one."""
-    t = 134217729.0 * x  # 2^27 + 1
+    split = 4097.0 if x.dtype == torch.float32 else 134217729.0  # 2^(mantissa/2) + 1
+    small = x.abs() < 40  # beyond, exp(-x²) underflows to 0 (and x² may overflow)
+    x = torch.where(small, x, 0.0)
+    t = split * x
     xh = t - (t - x)
     xl = x - xh
     hi = x * x
     lo = ((xh * xh - hi) + 2 * xh * xl) + xl * xl
-    return torch.exp(-hi) * (1 - lo)
+    return torch.where(small, torch.exp(-hi) * (1 - lo), 0.0)
 
 
 def floor_quotient(x: Tensor, y: Tensor) -> Tensor:
@@ -134,12 +137,12 @@ def polygamma(n: int | Tensor, x: Tensor) -> Tensor:
     if n == 0:
         series = torch.log(w) - 0.5 / w
         series = series - sum(b / (2 * k * w ** (2 * k)) for k, b in enumerate(_bernoulli(STIRLING_TERMS), start=1))
-    else:
-        terms = math.factorial(n - 1) / w**n + math.factorial(n) / (2 * w ** (n + 1))
+    else:  # factorials as floats: a tensor cannot take an int past 2^63
+        terms = float(math.factorial(n - 1)) / w**n + float(math.factorial(n)) / (2 * w ** (n + 1))
         for k, b in enumerate(_bernoulli(STIRLING_TERMS), start=1):
-            terms = terms + b * math.factorial(2 * k + n - 1) / math.factorial(2 * k) / w ** (2 * k + n)
+            terms = terms + b * (math.factorial(2 * k + n - 1) / math.factorial(2 * k)) / w ** (2 * k + n)
         series = terms if n % 2 else -terms
-    step = (-1) ** n * math.factorial(n)
+    step = (-1) ** n * float(math.factorial(n))
     for k in reversed(range(threshold + 1)):  # the smallest terms first
         series = torch.where(k < shift, series - step / (z + k) ** (n + 1), series)
     if n == 0:

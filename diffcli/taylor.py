@@ -43,7 +43,7 @@ def expand(expr: sympy.Basic, wrt: Sequence[str], order: int, values: Mapping[st
         if e in (sympy.true, sympy.false):
             return torch.full_like(like, bool(e), dtype=torch.bool)
         if e.is_number:
-            return constant(float(e.evalf(17)) if e.is_extended_real is not False else math.nan)
+            return constant(math.nan if e.has(sympy.I) else float(e.evalf(17)))
         if isinstance(e, sympy.Piecewise):
             result = constant(math.nan)  # undefined where no condition holds, as SymPy
             for value, condition in reversed(e.args):
