@@ -13,9 +13,8 @@ the coefficients keep their digits where the textbook forms would cancel.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -25,26 +24,44 @@ Tensor = torch.Tensor
 
 
 class Basis:
-    """The monomials of d variables up to total degree N, degree by degree, and the index maps
-    that multiply a part of degree j by a part of degree m."""
+    """The monomials of d variables up to total degree N (or, with ``box``, those whose exponents
+    stay within it: all that a mixed partial needs), degree by degree; the index maps that
+    multiply a part of degree j by a part of degree m; and ``step``, the scale of each variable
+    in the series (u = x0 + step·t): a power of two near N/e, so that a coefficient f^(k)·step^k/k!
+    stays near f^(k)'s own size instead of under- or overflowing with k!."""
 
-    def __init__(self, dimension: int, order: int) -> None:
+    def __init__(self, dimension: int, order: int, box: Sequence[int] | None = None) -> None:
         self.dimension, self.order = dimension, order
-        self.monomials = [
-            sorted((e for e in itertools.product(range(k + 1), repeat=dimension) if sum(e) == k), reverse=True)
-            for k in range(order + 1)
-        ]
+        self.monomials = [list(_monomials(dimension, k, box)) for k in range(order + 1)]
         self.position = [{e: i for i, e in enumerate(block)} for block in self.monomials]
+        self.step = 2.0 ** round(math.log2(max(1.0, order / math.e)))
 
     @functools.cache  # noqa: B019 - one basis per command, kept for its life
     def pairs(self, j: int, m: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         out = self.position[j + m]
         triples = [
-            (a, b, out[tuple(x + y for x, y in zip(ea, eb))])
+            (a, b, out[product])
             for a, ea in enumerate(self.monomials[j])
             for b, eb in enumerate(self.monomials[m])
+            if (product := tuple(x + y for x, y in zip(ea, eb))) in out
         ]
         return tuple(torch.tensor(t, dtype=torch.long, device=device) for t in zip(*triples))  # type: ignore[return-value]
+
+    def factor(self, exponents: Sequence[int]) -> float:
+        """What turns a coefficient into the derivative d^exponents f: Π e! / step^Σe."""
+        return math.prod(math.factorial(e) for e in exponents) / self.step ** sum(exponents)
+
+
+def _monomials(dimension: int, degree: int, box: Sequence[int] | None) -> Iterator[tuple[int, ...]]:
+    """The exponents of the monomials of this degree (within ``box``), x² before x·y before y²."""
+    if dimension == 0:
+        if degree == 0:
+            yield ()
+        return
+    top = degree if box is None else min(degree, box[0])
+    for first in range(top, -1, -1):
+        for rest in _monomials(dimension - 1, degree - first, None if box is None else box[1:]):
+            yield (first, *rest)
 
 
 class Series:
@@ -61,8 +78,9 @@ class Series:
     @classmethod
     def variable(cls, basis: Basis, value: Tensor, index: int) -> Series:
         series = cls.constant(basis, value)
-        if basis.order >= 1:
-            series.parts[1][index] = 1
+        unit = tuple(int(i == index) for i in range(basis.dimension))
+        if basis.order >= 1 and unit in basis.position[1]:
+            series.parts[1][basis.position[1][unit]] = basis.step
         return series
 
     @property
@@ -178,19 +196,39 @@ def log1p(u: Series) -> Series:
     return log(one_plus).with_value(torch.log1p(u.value))
 
 
-def power(u: Series, c: float, value: Tensor | None = None) -> Series:
-    """u**c for a constant c: k·u0·y_k = Σ_{j>=1} (c·j - (k - j))·u_j·y_{k-j}; whole powers by products."""
-    if float(c).is_integer() and 0 <= c <= 64:
-        result = Series.constant(u.basis, torch.ones_like(u.value))
-        for _ in range(int(c)):
-            result = result * u
-        return result
+def power(u: Series, c: float | Tensor, value: Tensor | None = None) -> Series:
+    """u**c for c constant along the series (a number, or one per point): whole powers by
+    squaring; others by k·u0·y_k = Σ_{j>=1} (c·j - (k - j))·u_j·y_{k-j}, and where u0 = 0 (no
+    series: u**c is O(t^c)) the coefficients of t^k are 0 below c and ±inf above, as the symbolic
+    derivatives of x**c at 0 are."""
+    if not isinstance(c, Tensor) and float(c).is_integer() and abs(c) <= 2**20:
+        whole = _whole_power(u, abs(int(c)))
+        return whole if c >= 0 else Series.constant(u.basis, torch.ones_like(u.value)) / whole
     basis = u.basis
     y = [(torch.pow(u.value, c) if value is None else value).unsqueeze(0)]
     for k in range(1, basis.order + 1):
         total = sum((c * j - (k - j)) * block(u.parts[j], y[k - j], j, k - j, basis) for j in range(1, k + 1))
         y.append(total / (k * u.parts[0]))
+    zero = u.value == 0
+    if bool(zero.any()):
+        linear = Series(basis, [torch.zeros_like(u.parts[0]), u.parts[1], *(torch.zeros_like(p) for p in u.parts[2:])])
+        powers, binomial = Series.constant(basis, torch.ones_like(u.value)), torch.ones_like(u.value)
+        for k in range(1, basis.order + 1):
+            powers, binomial = powers * linear, binomial * (c - (k - 1)) / k
+            leading = torch.where(binomial == 0, 0.0, binomial * torch.pow(torch.zeros_like(u.value), c - k))
+            y[k] = torch.where(zero, leading * powers.parts[k], y[k])
     return Series(basis, y)
+
+
+def _whole_power(u: Series, n: int) -> Series:
+    result, square = Series.constant(u.basis, torch.ones_like(u.value)), u
+    while n:
+        if n & 1:
+            result = result * square
+        n >>= 1
+        if n:
+            square = square * square
+    return result
 
 
 def sin(u: Series) -> Series:
@@ -240,6 +278,12 @@ def softplus(u: Series) -> Series:
     return _integral(u, torch.logaddexp(u.value, torch.zeros_like(u.value)), sigmoid(u))
 
 
+def _scaled(u: Series) -> tuple[Series, Tensor]:
+    """u / s and s = max(|u0|, 1): squares of u/s cannot overflow."""
+    s = torch.clamp(u.value.abs(), min=1.0)
+    return u.scaled(1 / s), s
+
+
 def _one_minus_square(u: Series) -> Series:
     return (Series.constant(u.basis, torch.ones_like(u.value)) - u * u).with_value((1 - u.value) * (1 + u.value))
 
@@ -256,24 +300,38 @@ def acos(u: Series) -> Series:
     return _integral(u, torch.acos(u.value), -power(_one_minus_square(u), -0.5))
 
 
+def _inverse_square_plus(v: Series, s: Tensor) -> Series:
+    """1/s² + v², from its accurate value."""
+    return (Series.constant(v.basis, 1 / s / s) + v * v).with_value(torch.hypot(1 / s, v.value) ** 2)
+
+
 def atan(u: Series) -> Series:
+    """atan' = 1/(1 + u²) = (1/s²) / (1/s² + (u/s)²)."""
+    v, s = _scaled(u)
     one = Series.constant(u.basis, torch.ones_like(u.value))
-    return _integral(u, torch.atan(u.value), one / _one_plus_square(u))
+    return _integral(u, torch.atan(u.value), (one / _inverse_square_plus(v, s)).scaled(1 / s / s))
 
 
 def atan2(y: Series, x: Series) -> Series:
-    """E atan2(y, x) = (x·Ey - y·Ex) / (x² + y²)."""
+    """E atan2(y, x) = (x·Ey - y·Ex) / (x² + y²), with x and y divided by the larger of them."""
+    s = torch.maximum(x.value.abs(), y.value.abs())
+    x, y = x.scaled(1 / s), y.scaled(1 / s)
     w = (x * Series(y.basis, y.euler()) - y * Series(x.basis, x.euler())) / (x * x + y * y)
-    return Series(y.basis, [torch.atan2(y.value, x.value).unsqueeze(0)] + [p / k for k, p in enumerate(w.parts) if k])
+    value = torch.atan2(y.value, x.value)
+    return Series(y.basis, [value.unsqueeze(0)] + [p / k for k, p in enumerate(w.parts) if k])
 
 
 def asinh(u: Series) -> Series:
-    return _integral(u, torch.asinh(u.value), power(_one_plus_square(u), -0.5))
+    """asinh' = (1 + u²)^(-1/2) = (1/s)·(1/s² + (u/s)²)^(-1/2)."""
+    v, s = _scaled(u)
+    return _integral(u, torch.asinh(u.value), power(_inverse_square_plus(v, s), -0.5).scaled(1 / s))
 
 
 def acosh(u: Series) -> Series:
-    minus = (u * u - Series.constant(u.basis, torch.ones_like(u.value))).with_value((u.value - 1) * (u.value + 1))
-    return _integral(u, torch.acosh(u.value), power(minus, -0.5))
+    """acosh' = (u² - 1)^(-1/2) = (1/s)·((u/s)² - 1/s²)^(-1/2)."""
+    v, s = _scaled(u)
+    minus = (v * v - Series.constant(u.basis, 1 / s / s)).with_value((v.value - 1 / s) * (v.value + 1 / s))
+    return _integral(u, torch.acosh(u.value), power(minus, -0.5).scaled(1 / s))
 
 
 def atanh(u: Series) -> Series:
@@ -316,15 +374,29 @@ def cbrt(u: Series) -> Series:
 
 
 def hypot(a: Series, b: Series) -> Series:
-    return power(a * a + b * b, 0.5, torch.hypot(a.value, b.value))
+    """s·sqrt((a/s)² + (b/s)²), s the larger of |a0| and |b0|; at the origin the gradient's
+    convention (0) and no higher terms (NaN), as the symbolic path."""
+    s = torch.maximum(a.value.abs(), b.value.abs())
+    origin = s == 0
+    s = torch.where(origin, 1.0, s)
+    a, b = a.scaled(1 / s), b.scaled(1 / s)
+    result = power(a * a + b * b, 0.5, torch.hypot(a.value, b.value)).scaled(s)
+    result.parts[1] = torch.where(origin, 0.0, result.parts[1])  # the subgradient of least norm
+    return _beyond(result, origin, 2)
 
 
-def abs(u: Series) -> Series:  # noqa: A001 - the language's name
-    return u.scaled(torch.sign(u.value))
+def _beyond(u: Series, where: Tensor, degree: int) -> Series:
+    """``u`` with its parts from ``degree`` on NaN at ``where``: the derivatives of a kink's
+    convention (the first derivative jumps there, so the next does not exist)."""
+    return Series(u.basis, [p if k < degree else torch.where(where, math.nan, p) for k, p in enumerate(u.parts)])
+
+
+def absolute(u: Series) -> Series:
+    return _beyond(u.scaled(torch.sign(u.value)), u.value == 0, 2)
 
 
 def relu(u: Series) -> Series:
-    return u.scaled((u.value > 0).to(u.value.dtype))
+    return _beyond(u.scaled((u.value > 0).to(u.value.dtype)), u.value == 0, 2)
 
 
 def mod(x: Series, y: Series) -> Series:
@@ -337,7 +409,15 @@ def _flat(kernel: Callable[..., Tensor]) -> Callable[..., Series]:
     return lambda *args: Series.constant(args[0].basis, kernel(*(a.value for a in args)))
 
 
-sign, floor, ceil, heaviside = _flat(torch.sign), _flat(torch.floor), _flat(torch.ceil), _flat(special.heaviside)
+floor, ceil = _flat(torch.floor), _flat(torch.ceil)
+
+
+def sign(u: Series) -> Series:
+    return _beyond(_flat(torch.sign)(u), u.value == 0, 1)  # at the jump: no derivative
+
+
+def heaviside(u: Series, *h0: Series) -> Series:
+    return _beyond(_flat(special.heaviside)(u, *h0), u.value == 0, 1)
 
 
 def maximum(*args: Series) -> Series:

@@ -17,10 +17,20 @@ Tensor = torch.Tensor
 CONSTANTS = {sympy.pi: math.pi, sympy.E: math.e, sympy.oo: math.inf, -sympy.oo: -math.inf}
 
 
-def expand(expr: sympy.Basic, wrt: Sequence[str], order: int, values: Mapping[str, Tensor], like: Tensor) -> Series:
-    """The series of ``expr`` in the variables ``wrt`` to total degree ``order``, at the points
-    ``values`` (a column per variable; ``like``: the batch's length, dtype and device)."""
-    basis = Basis(len(wrt), order)
+def expand(
+    expr: sympy.Basic,
+    wrt: Sequence[str],
+    order: int,
+    values: Mapping[str, Tensor],
+    like: Tensor,
+    *,
+    box: Sequence[int] | None = None,
+) -> Series:
+    """The series of ``expr`` in the variables ``wrt`` to total degree ``order`` (within ``box``
+    if given), at the points ``values`` (a column per variable; ``like``: the batch's length,
+    dtype and device). Its variables are scaled by ``basis.step``: ``basis.factor`` turns a
+    coefficient into a derivative."""
+    basis = Basis(len(wrt), order, box)
     index = {name: i for i, name in enumerate(wrt)}
     memo: dict[sympy.Basic, Series | Tensor] = {}
 
@@ -61,6 +71,8 @@ def expand(expr: sympy.Basic, wrt: Sequence[str], order: int, values: Mapping[st
             base, exponent = args
             if e.exp.is_number:
                 return series.power(base, float(e.exp))
+            if not {s.name for s in e.exp.free_symbols} & set(index):  # the same power along the series
+                return series.power(base, exponent.value)
             return series.exp(exponent * series.log(base)).with_value(torch.pow(base.value, exponent.value))
         if isinstance(e, sympy.core.relational.Relational):
             compare = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge, "==": torch.eq, "!=": torch.ne}

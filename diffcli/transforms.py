@@ -39,6 +39,7 @@ class Coefficient:
     wrt: tuple[str, ...]
     exponents: tuple[int, ...]
     scale: float = 1.0
+    box: tuple[int, ...] | None = None  # a derivative needs only the monomials within its exponents
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,13 @@ def plan(
         elif operation == "derivative" and taylor_mode:
             variables = tuple(sorted(set(wrt)))
             exponents = tuple(wrt.count(v) for v in variables)
+            if math.prod(e + 1 for e in exponents) > MAX_COEFFICIENTS:
+                raise UsageError(
+                    f"a mixed derivative in {len(variables)} variables needs more than "
+                    f"{MAX_COEFFICIENTS} Taylor coefficients"
+                )
             scale = float(math.prod(math.factorial(e) for e in exponents))
-            coefficient = Coefficient(variables, exponents, scale)
+            coefficient = Coefficient(variables, exponents, scale, box=exponents)
             quantities.append(Quantity(("derivative",), "derivative", exprs[0], first, coefficient))
         elif operation == "derivative":
             quantities.append(Quantity(("derivative",), "derivative", jacobian[names[0], wrt], first))
@@ -189,10 +195,10 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
     from .taylor import expand
 
     formulas = [q for q in plan.quantities if q.coefficient is None]
-    expansions: dict[tuple[sympy.Expr, tuple[str, ...]], int] = {}  # one series per formula and variables
+    expansions: dict[tuple[sympy.Expr, tuple[str, ...], tuple[int, ...] | None], int] = {}  # one series each
     for q in plan.quantities:
         if q.coefficient is not None:
-            key = (q.expr, q.coefficient.wrt)
+            key = (q.expr, q.coefficient.wrt, q.coefficient.box)
             expansions[key] = max(expansions.get(key, 0), sum(q.coefficient.exponents))
     indicators = [where for _, where in plan.kinks]  # boolean columns
     with symbolic_time_limit("common subexpression elimination"):
@@ -201,11 +207,12 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
 
     def evaluate(values: Mapping[str, Tensor], like: Tensor) -> dict[str, Tensor]:
         computed = dict(zip(columns, run(values, like)))
-        series = {key: expand(*key, order, values, like) for key, order in expansions.items()}
+        series = {key: expand(key[0], key[1], order, values, like, box=key[2]) for key, order in expansions.items()}
         for q in plan.quantities:
-            if q.coefficient is not None:
-                found = series[q.expr, q.coefficient.wrt].coefficient(q.coefficient.exponents)
-                computed[q.column] = found * q.coefficient.scale
+            if (c := q.coefficient) is not None:
+                found = series[q.expr, c.wrt, c.box]
+                factor = c.scale / found.basis.step ** sum(c.exponents)  # in float64: no float32 overflow
+                computed[q.column] = (found.coefficient(c.exponents).double() * factor).to(like.dtype)
         results = {q.column: computed[q.column] for q in plan.quantities}
         results.update((c, computed[c]) for c in columns[len(formulas) :])
         for q in plan.quantities:  # no derivative where the function itself is not a number

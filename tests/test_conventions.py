@@ -211,3 +211,30 @@ def test_float32_is_within_float32_accuracy_of_float64():
         scale = max(abs(float(v)) for v in a.values())
         for column in a:
             assert abs(float(a[column]) - float(b[column])) <= 1e-5 * scale, column
+
+
+@pytest.mark.parametrize(
+    ("expr", "where"),
+    [
+        ("log(x)", ["--at", "x=1e-18"]),
+        ("sqrt(x)", ["--at", "x=1e-20"]),
+        ("1/x", ["--at", "x=1e-20"]),
+        ("cbrt(x)", ["--at", "x=1e-20"]),
+        ("log(x)", ["--grid", "x=1e-300:1e-200:10"]),
+        ("exp(x)", ["--at", "x=708"]),
+        ("gamma(x)", ["--at", "x=171"]),
+        ("tanh(x)", ["--grid", "x=10:700:15"]),
+        ("sigmoid(x)", ["--grid", "x=-700:700:15"]),
+        ("softplus(x)", ["--grid", "x=10:700:15"]),
+        ("atan2(y, x)", ["--grid", "x=-2:2:4", "--grid", "y=-2:2:4"]),
+        ("erf(x)", ["--at", "x=2e154", "--at", "x=1e200", "--at", "x=30"]),
+    ],
+)
+def test_check_does_not_cry_wolf_in_the_tails(expr, where):
+    code, rows, _ = check(expr, *where, "--order", "2")
+    assert code == 0, [r for r in rows if not r["ok"]]
+
+
+def test_atan2_of_constants_without_a_value():
+    result = runner.invoke(app, ["value", "x*atan2(0, 0) + atan2(inf, 0)", "--at", "x=1", "--format", "json"])
+    assert json.loads(result.stdout)["value"] == pytest.approx(math.pi / 2)

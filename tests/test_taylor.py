@@ -34,7 +34,7 @@ POINTS = {  # inside each function's domain, away from its edges
 def coefficients(text: str, x: float, order: int) -> list[float]:
     column = torch.tensor([x], dtype=torch.float64)
     series = expand(parse(text).expr, ["x"], order, {"x": column}, column)
-    return [float(series.coefficient((k,))[0]) for k in range(order + 1)]
+    return [float(series.coefficient((k,))[0]) / series.basis.step**k for k in range(order + 1)]
 
 
 def assert_close(got: list[float], want: list, rtol: float) -> None:
@@ -80,7 +80,7 @@ def test_mixed_partials_match_sympy(text):
     for a in range(5):
         for b in range(5 - a):
             exact = sympy.diff(expr, x, a, y, b).subs({x: sympy.Float(0.7), y: sympy.Float(1.9)}).evalf(30)
-            got = float(series.coefficient((a, b))[0]) * math.factorial(a) * math.factorial(b)
+            got = float(series.coefficient((a, b))[0]) * series.basis.factor((a, b))
             assert got == pytest.approx(float(exact), rel=1e-12, abs=1e-13), (a, b)
 
 
@@ -119,3 +119,74 @@ def test_taylor_command_names_its_coefficients(cli):
 def test_taylor_limits_are_usage_errors(cli):
     assert cli("taylor", "x", "--at", "x=1", "--order", "101").returncode == 2
     assert cli("taylor", "a+b+c+d+e+f", "--at", "a=1,b=1,c=1,d=1,e=1,f=1", "--order", "20").returncode == 2
+
+
+def cli_numbers(cli, *args: str) -> list[float]:
+    """The numbers of the one CSV row that ``diffcli ARGS --format csv`` prints."""
+    result = cli(*args, "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    return [float(v) for v in result.stdout.splitlines()[1].split(",")]
+
+
+@pytest.mark.parametrize(("name", "f"), [("lgamma", lambda z: mpmath.log(mpmath.gamma(z))), ("gamma", mpmath.gamma)])
+def test_gamma_and_lgamma_past_order_20(name, f):
+    with mpmath.workdps(60):
+        want = mpmath.taylor(f, mpmath.mpf(2), 24)
+    assert_close(coefficients(f"{name}(x)", 2.0, 24), want, 1e-12)
+
+
+def test_powers_where_the_base_is_0_follow_the_symbolic_derivatives():
+    assert coefficients("x**100", 0.0, 3) == [0.0, 0.0, 0.0, 0.0]
+    assert coefficients("x**2.5", 0.0, 3) == [0.0, 0.0, 0.0, math.inf]  # x**2.5 has no third derivative at 0
+    assert coefficients("sqrt(x)", 0.0, 2) == [0.0, math.inf, -math.inf]  # the one-sided derivatives
+    assert coefficients("x**65 - x**2", 2.0, 2) == pytest.approx([2.0**65 - 4, 65 * 2.0**64 - 4, 2080 * 2.0**63 - 1])
+
+
+def test_a_per_point_power_along_the_series(cli):
+    # y is not expanded: x**y is a power with one exponent per point, also at a negative base and at 0
+    assert cli_numbers(cli, "taylor", "x**y", "--at", "x=-2,y=3", "--wrt", "x", "--order", "2")[3:] == [-8, 12, -6]
+    assert cli_numbers(cli, "taylor", "x**y", "--at", "x=0,y=2", "--wrt", "x", "--order", "2")[3:] == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "at", "want"),
+    [
+        ("asinh(x)", {"x": 1e200}, [1e-200]),
+        ("acosh(x)", {"x": 1e200}, [1e-200]),
+        ("atan(x)", {"x": 1e100}, [1e-200]),
+        ("atan2(y, x)", {"x": 1e200, "y": 1e200}, [-5e-201, 5e-201]),
+        ("atan2(y, x)", {"x": 1e-200, "y": 1e-200}, [-5e199, 5e199]),
+        ("hypot(x, y)", {"x": 1e200, "y": 1e200}, [0.5**0.5, 0.5**0.5]),
+        ("hypot(x, y)", {"x": 1e-200, "y": 1e-200}, [0.5**0.5, 0.5**0.5]),
+    ],
+)
+def test_first_coefficients_neither_overflow_nor_underflow(text, at, want):
+    columns = {k: torch.tensor([v], dtype=torch.float64) for k, v in at.items()}
+    series = expand(parse(text).expr, sorted(at), 2, columns, columns["x"])
+    units = [tuple(int(i == j) for i in range(len(at))) for j in range(len(at))]
+    got = [float(series.coefficient(u)[0]) * series.basis.factor(u) for u in units]
+    assert got == pytest.approx(want, rel=1e-14)
+
+
+def test_high_orders_keep_coefficients_in_range(cli):
+    # e^-400 / 100! would underflow: the series' variable is scaled by a power of two near N/e
+    got = cli_numbers(cli, "derivative", "exp(x)", "--order", "100", "--at", "x=-400")[2]
+    assert got == pytest.approx(math.exp(-400), rel=1e-13)
+    # 35! overflows float32: the factor that turns coefficients into derivatives is applied in float64
+    assert cli_numbers(cli, "derivative", "exp(x)", "--order", "35", "--at", "x=0", "--dtype", "float32")[2] == 1.0
+    got = cli_numbers(cli, "derivative", "sin(x)", "--order", "36", "--at", "x=1", "--dtype", "float32")[2]
+    assert got == pytest.approx(math.sin(1), rel=1e-6)
+
+
+def test_taylor_mode_keeps_the_conventions_at_kinks():
+    assert coefficients("abs(x)", 0.0, 2)[:2] == [0.0, 0.0] and math.isnan(coefficients("abs(x)", 0.0, 2)[2])
+    assert math.isnan(coefficients("sign(x)", 0.0, 1)[1])  # sign' at 0 is NaN, as grad says
+    columns = {"x": torch.zeros(1, dtype=torch.float64), "y": torch.zeros(1, dtype=torch.float64)}
+    series = expand(parse("hypot(x, y)").expr, ["x", "y"], 2, columns, columns["x"])
+    assert series.parts[1].flatten().tolist() == [0.0, 0.0] and series.parts[2].isnan().all()
+
+
+def test_a_mixed_partial_in_many_variables_needs_only_its_box(cli):
+    names = [f"x{i}" for i in range(9)]
+    at = ",".join(f"{n}=2" for n in names)
+    assert cli_numbers(cli, "derivative", "*".join(names), "--wrt", ",".join(names), "--at", at)[-1] == 1.0
