@@ -210,7 +210,7 @@ def power(u: Series, c: float | Tensor, value: Tensor | None = None) -> Series:
         total = sum((c * j - (k - j)) * block(u.parts[j], y[k - j], j, k - j, basis) for j in range(1, k + 1))
         y.append(total / (k * u.parts[0]))
     zero = u.value == 0
-    if bool(zero.any()):
+    if basis.order and bool(zero.any()):
         linear = Series(basis, [torch.zeros_like(u.parts[0]), u.parts[1], *(torch.zeros_like(p) for p in u.parts[2:])])
         powers, binomial = Series.constant(basis, torch.ones_like(u.value)), torch.ones_like(u.value)
         for k in range(1, basis.order + 1):
@@ -381,7 +381,8 @@ def hypot(a: Series, b: Series) -> Series:
     s = torch.where(origin, 1.0, s)
     a, b = a.scaled(1 / s), b.scaled(1 / s)
     result = power(a * a + b * b, 0.5, torch.hypot(a.value, b.value)).scaled(s)
-    result.parts[1] = torch.where(origin, 0.0, result.parts[1])  # the subgradient of least norm
+    if result.basis.order:
+        result.parts[1] = torch.where(origin, 0.0, result.parts[1])  # the subgradient of least norm
     return _beyond(result, origin, 2)
 
 

@@ -53,7 +53,8 @@ def expand(
         if e in (sympy.true, sympy.false):
             return torch.full_like(like, bool(e), dtype=torch.bool)
         if e.is_number:
-            return constant(math.nan if e.has(sympy.I) else float(e.evalf(17)))
+            number = e.evalf(17)  # complex (i·pi) or without a sign (zoo): no real value
+            return constant(float(number) if number.is_extended_real and not e.has(sympy.I) else math.nan)
         if isinstance(e, sympy.Piecewise):
             result = constant(math.nan)  # undefined where no condition holds, as SymPy
             for value, condition in reversed(e.args):
