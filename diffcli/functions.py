@@ -103,8 +103,11 @@ class atan2(sympy.Function):  # noqa: N801
     nargs = 2
 
     def _eval_evalf(self, prec: int) -> sympy.Expr | None:
-        y, x = (a.evalf(prec_to_dps(prec)) for a in self.args)
-        value = sympy.atan2(y, x).evalf(prec_to_dps(prec))
+        try:
+            y, x = (a.evalf(prec_to_dps(prec)) for a in self.args)
+            value = sympy.atan2(y, x).evalf(prec_to_dps(prec))
+        except (AttributeError, TypeError, ValueError, ArithmeticError):  # SymPy's evalf of NaN, zoo
+            return None
         return value if isinstance(value, sympy.Float) else None  # atan2(0, 0): no number to give SymPy
 
     def _eval_is_real(self) -> bool | None:

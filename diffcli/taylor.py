@@ -53,8 +53,7 @@ def expand(
         if e in (sympy.true, sympy.false):
             return torch.full_like(like, bool(e), dtype=torch.bool)
         if e.is_number:
-            number = e.evalf(17)  # complex (i·pi) or without a sign (zoo): no real value
-            return constant(float(number) if number.is_extended_real and not e.has(sympy.I) else math.nan)
+            return constant(_real(e))
         if isinstance(e, sympy.Piecewise):
             result = constant(math.nan)  # undefined where no condition holds, as SymPy
             for value, condition in reversed(e.args):
@@ -95,6 +94,16 @@ def expand(
     if isinstance(result, Tensor):  # a bare condition used as a number
         result = Series.constant(basis, result.to(like.dtype))
     return result
+
+
+def _real(number: sympy.Expr) -> float:
+    """A constant's float value; NaN where it has none (i·pi, zoo, atan2(0, 0) left unevaluated)."""
+    if number.has(sympy.I):
+        return math.nan
+    try:
+        return float(number.evalf(17))
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _all(args: list[Tensor], op) -> Tensor:  # type: ignore[no-untyped-def]

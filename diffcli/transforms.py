@@ -312,7 +312,11 @@ class Differentiator:
     def __call__(self, expr: sympy.Basic, variable: str) -> sympy.Expr:
         key = (expr, variable)
         if key not in self.memo:
-            self.memo[key] = self._derivative(expr, variable) if variable in self.variables(expr) else sympy.S.Zero
+            try:
+                self.memo[key] = self._derivative(expr, variable) if variable in self.variables(expr) else sympy.S.Zero
+            except (ValueError, TypeError, ArithmeticError) as e:  # SymPy refusing to build a form, e.g. Max(zoo, 1)
+                text = sympy.sstr(expr)
+                raise ExpressionError(f"cannot differentiate {text[:60]}{'…' if len(text) > 60 else ''}: {e}") from None
         return self.memo[key]
 
     def variables(self, expr: sympy.Basic) -> frozenset[str]:
