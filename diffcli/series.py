@@ -27,14 +27,12 @@ class Basis:
     """The monomials of d variables up to total degree N (or, with ``box``, those whose exponents
     stay within it: all that a mixed partial needs), degree by degree; the index maps that
     multiply a part of degree j by a part of degree m; and ``step``, the scale of each variable
-    in the series (u = x0 + step·t): a power of two near N/e, so that a coefficient f^(k)·step^k/k!
-    stays near f^(k)'s own size instead of under- or overflowing with k!."""
+    in the series (u = x0 + step·t; the coefficients are f^(k)·step^k/k!)."""
 
-    def __init__(self, dimension: int, order: int, box: Sequence[int] | None = None) -> None:
-        self.dimension, self.order = dimension, order
+    def __init__(self, dimension: int, order: int, box: Sequence[int] | None = None, step: float = 1.0) -> None:
+        self.dimension, self.order, self.step = dimension, order, step
         self.monomials = [list(_monomials(dimension, k, box)) for k in range(order + 1)]
         self.position = [{e: i for i, e in enumerate(block)} for block in self.monomials]
-        self.step = 2.0 ** round(math.log2(max(1.0, order / math.e)))
 
     @functools.cache  # noqa: B019 - one basis per command, kept for its life
     def pairs(self, j: int, m: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -216,7 +214,8 @@ def power(u: Series, c: float | Tensor, value: Tensor | None = None) -> Series:
         for k in range(1, basis.order + 1):
             powers, binomial = powers * linear, binomial * (c - (k - 1)) / k
             leading = torch.where(binomial == 0, 0.0, binomial * torch.pow(torch.zeros_like(u.value), c - k))
-            y[k] = torch.where(zero, leading * powers.parts[k], y[k])
+            terms = torch.where(powers.parts[k] == 0, 0.0, leading * powers.parts[k])  # monomials it lacks: 0
+            y[k] = torch.where(zero, terms, y[k])
     return Series(basis, y)
 
 
@@ -279,8 +278,8 @@ def softplus(u: Series) -> Series:
 
 
 def _scaled(u: Series) -> tuple[Series, Tensor]:
-    """u / s and s = max(|u0|, 1): squares of u/s cannot overflow."""
-    s = torch.clamp(u.value.abs(), min=1.0)
+    """u / s and s: |u0| where u0² would overflow, else 1 (exact, so nothing is lost near ±1)."""
+    s = torch.where(u.value.abs() > 2.0**500, u.value.abs(), 1.0)
     return u.scaled(1 / s), s
 
 

@@ -153,7 +153,7 @@ def polygamma(n: int | Tensor, x: Tensor) -> Tensor:
     if not bool(reflect.any()):
         return series
     cot = cospi(x) / sinpi(x)
-    polynomial = sum(c * cot**k for k, c in enumerate(_cot_derivative(n)) if c)
+    polynomial = sum(float(c) * cot**k for k, c in enumerate(_cot_derivative(n)) if c)  # c: past 2^63
     reflected = (-1) ** n * series - math.pi ** (n + 1) * polynomial
     return torch.where(reflect, reflected, series)
 

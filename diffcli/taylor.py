@@ -25,12 +25,13 @@ def expand(
     like: Tensor,
     *,
     box: Sequence[int] | None = None,
+    step: float = 1.0,
 ) -> Series:
     """The series of ``expr`` in the variables ``wrt`` to total degree ``order`` (within ``box``
     if given), at the points ``values`` (a column per variable; ``like``: the batch's length,
-    dtype and device). Its variables are scaled by ``basis.step``: ``basis.factor`` turns a
+    dtype and device). Its variables are scaled by ``step``: ``basis.factor`` turns a
     coefficient into a derivative."""
-    basis = Basis(len(wrt), order, box)
+    basis = Basis(len(wrt), order, box, step)
     index = {name: i for i, name in enumerate(wrt)}
     memo: dict[sympy.Basic, Series | Tensor] = {}
 

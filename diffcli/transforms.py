@@ -207,7 +207,11 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
 
     def evaluate(values: Mapping[str, Tensor], like: Tensor) -> dict[str, Tensor]:
         computed = dict(zip(columns, run(values, like)))
-        series = {key: expand(key[0], key[1], order, values, like, box=key[2]) for key, order in expansions.items()}
+        wide = {v: t.double() for v, t in values.items()}  # float64 inside: float32's range ends at 35!
+        series = {
+            key: expand(key[0], key[1], order, wide, like.double(), box=key[2], step=_step(order, key[2]))
+            for key, order in expansions.items()
+        }
         for q in plan.quantities:
             if (c := q.coefficient) is not None:
                 found = series[q.expr, c.wrt, c.box]
@@ -263,6 +267,13 @@ def plain(expr: sympy.Basic) -> sympy.Basic:
 def set_order(names: Sequence[str]) -> list[str]:
     """``names`` without repeats, in their order."""
     return list(dict.fromkeys(names))
+
+
+def _step(order: int, box: tuple[int, ...] | None) -> float:
+    """The scale of the series' variables: 1 for Taylor coefficients (they are what is printed);
+    for a derivative of order N, a power of two near sqrt(N), so that f^(N)·step^N/N! does not
+    underflow (e^-400/100! would) while the peak of step^k/k!, about e^step, stays small."""
+    return 1.0 if box is None else 2.0 ** round(math.log2(max(1.0, math.sqrt(order))))
 
 
 def _taylor_quantities(expr: sympy.Expr, wrt: Sequence[str], order: int, of: tuple[str, ...]) -> list[Quantity]:

@@ -169,7 +169,7 @@ def test_first_coefficients_neither_overflow_nor_underflow(text, at, want):
 
 
 def test_high_orders_keep_coefficients_in_range(cli):
-    # e^-400 / 100! would underflow: the series' variable is scaled by a power of two near N/e
+    # e^-400 / 100! would underflow: the series' variable is scaled by a power of two near sqrt(N)
     got = cli_numbers(cli, "derivative", "exp(x)", "--order", "100", "--at", "x=-400")[2]
     assert got == pytest.approx(math.exp(-400), rel=1e-13)
     # 35! overflows float32: the factor that turns coefficients into derivatives is applied in float64
@@ -190,3 +190,26 @@ def test_a_mixed_partial_in_many_variables_needs_only_its_box(cli):
     names = [f"x{i}" for i in range(9)]
     at = ",".join(f"{n}=2" for n in names)
     assert cli_numbers(cli, "derivative", "*".join(names), "--wrt", ",".join(names), "--at", at)[-1] == 1.0
+
+
+def test_second_review_findings(cli):
+    # gamma's reflection past order 20 (the cot polynomial's coefficients pass 2^63)
+    got = cli_numbers(cli, "derivative", "gamma(x)", "--at", "x=-1.5", "--order", "21")[2]
+    with mpmath.workdps(60):
+        assert got == pytest.approx(float(mpmath.diff(mpmath.gamma, mpmath.mpf(-1.5), 21)), rel=1e-12)
+    # a power at a zero base leaves the coefficients it has no part in alone
+    assert cli_numbers(cli, "derivative", "x**2.5 + sin(y)", "--wrt", "y,y,y", "--at", "x=0,y=1")[3] == pytest.approx(
+        -math.cos(1), rel=1e-15
+    )
+    assert cli_numbers(cli, "derivative", "x**2.5*y", "--wrt", "x,x,y", "--at", "x=0,y=1")[3] == 0.0
+    # the series does not overflow before its result: e^700 and its 100th derivative
+    got = cli_numbers(cli, "derivative", "exp(x)", "--order", "100", "--at", "x=700")[2]
+    assert got == pytest.approx(math.exp(700), rel=1e-13)
+    # printed coefficients are computed unscaled: log's 100th at 1e-3 is -1e298
+    assert cli_numbers(cli, "taylor", "log(x)", "--at", "x=1e-3", "--order", "100")[-1] == pytest.approx(
+        -1e298, rel=1e-12
+    )
+    # acosh next to 1 keeps (x - 1)(x + 1) exact
+    got = cli_numbers(cli, "taylor", "acosh(x)", "--at", "x=1.000001", "--order", "1")[-1]
+    with mpmath.workdps(60):
+        assert got == pytest.approx(float(mpmath.diff(mpmath.acosh, mpmath.mpf(1.000001))), rel=1e-14)
