@@ -1,4 +1,4 @@
-"""The typer app: commands, shared options, and the one error boundary (DESIGN §2, §4).
+"""The typer app: commands, shared options, and the one error boundary (README: "Examples", "Exit codes").
 
 Only this module knows typer. It imports neither torch nor sympy at module level, so ``--help``,
 ``--version`` and shell completion stay fast; each command imports what it uses when it runs.
@@ -812,7 +812,7 @@ def main() -> None:
 
 def run(args: list[str]) -> int:
     """One command line, as the console script runs it (and the warm server, for its clients):
-    typer's usage errors as one line, exit codes as in DESIGN §4, stdout and stderr flushed."""
+    typer's usage errors as one line, exit codes as in the README's "Exit codes", stdout and stderr flushed."""
     from typer import _click
 
     if "_DIFFCLI_COMPLETE" in os.environ:  # a TAB press: answer with typer's completion classes

@@ -1,4 +1,4 @@
-"""Exit codes and the exceptions that carry them: the only place the codes live (DESIGN §4)."""
+"""Exit codes and the exceptions that carry them: the only place the codes live (README: "Exit codes")."""
 
 from __future__ import annotations
 

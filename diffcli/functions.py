@@ -128,13 +128,8 @@ class Helper(sympy.Function):
     that does not cancel, for SymPy's ``evalf`` (which ``check`` uses as its 50-digit reference).
     """
 
-    @staticmethod
-    def textbook(*args: sympy.Expr) -> sympy.Expr:
-        raise NotImplementedError
-
-    @staticmethod
-    def exact(*args: sympy.Expr) -> sympy.Expr:
-        raise NotImplementedError
+    textbook: Callable[..., sympy.Expr]  # both set by ``_helper``
+    exact: Callable[..., sympy.Expr]
 
     def plain(self) -> sympy.Expr:
         return type(self).textbook(*self.args)

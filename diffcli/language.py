@@ -1,4 +1,4 @@
-"""Expression text -> SymPy, without ``eval`` (DESIGN §1, §5).
+"""Expression text -> SymPy, without ``eval`` (README: "The expression language", "Safety and limits").
 
 The text is tokenized, rewritten to Python syntax (``^`` becomes ``**``; ``2x``, ``3(x+1)`` and
 ``2sin(x)`` get their ``*``), parsed with ``ast.parse(mode="eval")``, screened against an

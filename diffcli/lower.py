@@ -23,10 +23,6 @@ from . import functions, rules, special
 Tensor = torch.Tensor
 
 
-def _fold(op: Callable[[Tensor, Tensor], Tensor]) -> Callable[..., Tensor]:
-    return lambda *args: functools.reduce(op, args)
-
-
 def _piecewise(*parts: Tensor) -> Tensor:
     """value1, condition1, value2, condition2, ...: the first value whose condition holds."""
     result: Tensor | float = math.nan  # SymPy leaves a Piecewise undefined where no condition holds
@@ -37,15 +33,15 @@ def _piecewise(*parts: Tensor) -> Tensor:
 
 # SymPy class -> torch function of the lowered arguments. Exact classes: see ``_lower``.
 STRUCTURE: dict[type[sympy.Basic], Callable[..., Tensor]] = {
-    sympy.Add: _fold(torch.add),
+    sympy.Add: special.fold(torch.add),
     sympy.StrictLessThan: torch.lt,
     sympy.LessThan: torch.le,
     sympy.StrictGreaterThan: torch.gt,
     sympy.GreaterThan: torch.ge,
     sympy.Equality: torch.eq,
     sympy.Unequality: torch.ne,
-    sympy.And: _fold(torch.logical_and),
-    sympy.Or: _fold(torch.logical_or),
+    sympy.And: special.fold(torch.logical_and),
+    sympy.Or: special.fold(torch.logical_or),
     sympy.Not: torch.logical_not,
     sympy.ITE: torch.where,
 }

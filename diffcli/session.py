@@ -1,7 +1,7 @@
 """``diffcli run``: many requests in one process, one NDJSON line in and one out, in order.
 
 A request names a command and its options as JSON fields, e.g.
-``{"id": 7, "op": "grad", "expr": "x*y", "at": {"x": 1, "y": 2}}``; the answer is the DESIGN §3
+``{"id": 7, "op": "grad", "expr": "x*y", "at": {"x": 1, "y": 2}}``; the answer is the JSON
 object with the ``id`` first (``{"id": 7, "results": [...]}`` for several points), or
 ``{"id": 7, "error": {"code": 3, "message": "..."}}``, after which the stream goes on. Each
 formula is parsed, differentiated and compiled once: a repeated formula at new points costs only

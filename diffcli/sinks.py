@@ -3,7 +3,7 @@
 Each writer takes one polars frame per batch (the point's coordinates or the input row's columns,
 then the reported numbers) and writes it at once, with polars doing the formatting: numbers are
 the shortest text that reads back to the same double, unless ``precision`` asks for fewer
-significant digits. JSON is strict (DESIGN §3): a NaN or infinity is written ``null``; every
+significant digits. JSON is strict (RFC 8259): a NaN or infinity is written ``null``; every
 writer counts the non-finite numbers per column so the caller can say so on stderr.
 """
 

@@ -2,7 +2,7 @@
 
 ``--at`` options assigning the same names form one list of points; groups assigning different
 names, each ``--grid``, and the rows of an ``--input`` file combine as a cartesian product
-(DESIGN §2). Batches are polars frames of columns.
+(README: "Examples"). Batches are polars frames of columns.
 """
 
 from __future__ import annotations

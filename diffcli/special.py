@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -158,16 +159,12 @@ def polygamma(n: int | Tensor, x: Tensor) -> Tensor:
     return torch.where(reflect, reflected, series)
 
 
-def maximum(first: Tensor, *rest: Tensor) -> Tensor:
-    for r in rest:
-        first = torch.maximum(first, r)
-    return first
+def fold(op: Callable[[Tensor, Tensor], Tensor]) -> Callable[..., Tensor]:
+    """``op`` over any number of arguments, left to right."""
+    return lambda *args: functools.reduce(op, args)
 
 
-def minimum(first: Tensor, *rest: Tensor) -> Tensor:
-    for r in rest:
-        first = torch.minimum(first, r)
-    return first
+maximum, minimum = fold(torch.maximum), fold(torch.minimum)
 
 
 def cbrt(x: Tensor) -> Tensor:

@@ -11,10 +11,10 @@ import sympy
 import torch
 
 from . import functions, rules, series
+from .lower import CONSTANTS, STRUCTURE
 from .series import Basis, Series
 
 Tensor = torch.Tensor
-CONSTANTS = {sympy.pi: math.pi, sympy.E: math.e, sympy.oo: math.inf, -sympy.oo: -math.inf}
 
 
 def expand(
@@ -75,17 +75,8 @@ def expand(
             if not {s.name for s in e.exp.free_symbols} & set(index):  # the same power along the series
                 return series.power(base, exponent.value)
             return series.exp(exponent * series.log(base)).with_value(torch.pow(base.value, exponent.value))
-        if isinstance(e, sympy.core.relational.Relational):
-            compare = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge, "==": torch.eq, "!=": torch.ne}
-            return compare[e.rel_op](args[0].value, args[1].value)
-        if isinstance(e, sympy.And):
-            return _all(args, torch.logical_and)
-        if isinstance(e, sympy.Or):
-            return _all(args, torch.logical_or)
-        if isinstance(e, sympy.Not):
-            return torch.logical_not(args[0])
-        if isinstance(e, sympy.ITE):
-            return torch.where(args[0], args[1], args[2])
+        if type(e) in STRUCTURE:  # comparisons and logic: on the values at the point
+            return STRUCTURE[type(e)](*(a.value if isinstance(a, Series) else a for a in args))
         row = rules.rule(e)
         if row is None or row.taylor is None:
             raise TypeError(f"no Taylor rule for {type(e).__name__}")
@@ -105,10 +96,3 @@ def _real(number: sympy.Expr) -> float:
         return float(number.evalf(17))
     except (TypeError, ValueError):
         return math.nan
-
-
-def _all(args: list[Tensor], op) -> Tensor:  # type: ignore[no-untyped-def]
-    result = args[0]
-    for a in args[1:]:
-        result = op(result, a)
-    return result
