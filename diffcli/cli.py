@@ -12,6 +12,7 @@ import inspect
 import io
 import math
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, signals
 from .errors import DataError, DiffcliError, DisagreementError, ExitCode, UsageError
 
 app = typer.Typer(
@@ -228,10 +229,22 @@ def run_requests(
                 lines = stack.enter_context(open(source, "rb"))  # noqa: SIM115 - closed by the stack
             except OSError as e:
                 raise DataError(f"{source}: cannot read: {e.strerror}") from None
-        out = sys.stdout.buffer
-        for answer in Session().answers(iter(lines.readline, b"")):
+        out = stack.enter_context(_destination(None))
+        for answer in Session().answers(_lines(lines, "stdin" if source == "-" else source)):
             out.write(answer)
             out.flush()
+
+
+def _lines(stream: IO[bytes], name: str) -> Iterator[bytes]:
+    """The lines of ``stream`` as they come; a failing read is a data error naming it."""
+    while True:
+        try:
+            line = stream.readline()
+        except OSError as e:
+            raise DataError(f"{name}: cannot read: {e.strerror}") from None
+        if not line:
+            return
+        yield line
 
 
 @app.command()
@@ -255,27 +268,32 @@ def serve(
         elif background:
             _start_in_background(idle, client.socket_path(), server.running)
         else:
-            server.serve(idle)
+            server.serve(run, idle)
 
 
 def _start_in_background(idle: float, path: str, running: Any) -> None:
+    """Start ``diffcli serve`` detached and return once it answers (warm), or say why it did not."""
     import subprocess
-    import time
 
-    if running(path):
+    if running():
         raise UsageError(f"a server is already running on {path}")
-    subprocess.Popen(
-        [sys.executable, "-m", "diffcli", "serve", "--idle", str(idle)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while not running(path):
-        if time.monotonic() > deadline:
-            raise UsageError("the server did not start within 60 s")
-        time.sleep(0.05)
+    with tempfile.TemporaryFile() as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "diffcli", "serve", "--idle", str(idle)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while not running():
+            if server.poll() is not None:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace").strip().splitlines()
+                raise UsageError(f"the server did not start: {said[-1] if said else f'exit {server.returncode}'}")
+            if time.monotonic() > deadline:
+                raise UsageError("the server did not start within 120 s")
+            time.sleep(0.05)
     sys.stderr.write(f"diffcli: serving on {path}\n")
 
 
@@ -306,18 +324,26 @@ def _error_boundary() -> Iterator[None]:
         if _debug:
             traceback.print_exc()
         _fail(e)
-    except KeyboardInterrupt:
-        sys.stderr.write("diffcli: interrupted\n")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
-    except Exception as e:
-        if isinstance(e, BrokenPipeError) or (isinstance(e, OSError) and "Broken pipe" in str(e)):  # polars'
+    except typer.Exit:
+        raise
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) or signals.pending():  # also what a Rust panic made of Ctrl-C
+            sys.stderr.write("diffcli: interrupted\n")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        if _broken_pipe(e):
             # The reader left (`| head`): silence the flush at exit (Python docs, "Note on SIGPIPE").
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
             raise typer.Exit(ExitCode.BROKEN_PIPE) from None
-        if _debug:
+        if _debug or not isinstance(e, Exception):
             raise
         sys.stderr.write(f"diffcli: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)\n")
         raise typer.Exit(ExitCode.INTERNAL) from None
+
+
+def _broken_pipe(error: BaseException) -> bool:
+    return isinstance(error, BrokenPipeError) or (isinstance(error, OSError) and "Broken pipe" in str(error))  # polars'
 
 
 def _run(
@@ -734,7 +760,10 @@ def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
         name = path
     if not hasattr(stream, "peek"):
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]  # e.g. a test's BytesIO stdin
-    head = stream.peek(4096)[:4096]
+    try:
+        head = stream.peek(4096)[:4096]
+    except OSError as e:
+        raise DataError(f"{name}: cannot read: {e.strerror}") from None
     names = [c.strip() for c in source.columns.split(",")] if source.columns else None
     return Reader(
         stream,
@@ -781,27 +810,56 @@ def _format(fmt: str, output: str | None, input: str | None) -> str:
 def _destination(output: str | None) -> Iterator[IO[bytes]]:
     """stdout, or a file that appears only complete: written beside it, then renamed into place.
 
-    Paths that are not regular files (/dev/null, a FIFO, /dev/stdout) are written directly.
+    Paths that are not regular files (/dev/null, a FIFO, /dev/stdout) are written directly. A
+    symbolic link is followed: its target is replaced. Writes that fail (a full disk, a file size
+    limit, a closed stdout) are usage errors naming the destination, as a folder is.
     """
-    if not output or output == "-":
-        sys.stdout.flush()
-        yield sys.stdout.buffer
-        return
-    if os.path.exists(output) and not os.path.isfile(output):
-        with open(output, "wb") as stream:
+    name = f"--output {output}" if output and output != "-" else "stdout"
+    try:
+        if name == "stdout":
+            sys.stdout.flush()
+            yield sys.stdout.buffer
+            return
+        target = os.path.realpath(output)  # type: ignore[type-var]
+        if os.path.isdir(target):
+            raise UsageError(f"{name} is a folder; name a file")
+        if os.path.exists(target) and not os.path.isfile(target):
+            with open(target, "wb") as stream:
+                yield stream
+            return
+        with _replacing(target) as stream:
             yield stream
-        return
-    folder = os.path.dirname(os.path.abspath(output))
-    try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(output)}.", suffix=".part")
     except OSError as e:
-        raise UsageError(f"cannot write --output {output}: {e.strerror}") from None
+        if _broken_pipe(e):
+            raise
+        reason = e.strerror or str(e).split(" (os error")[0]  # polars' errors carry only a message
+        raise UsageError(f"cannot write {name}: {reason}") from None
+
+
+@contextlib.contextmanager
+def _replacing(target: str) -> Iterator[IO[bytes]]:
+    """A new file beside ``target`` that replaces it when complete: a new file gets the mode the
+    umask gives (as the shell's ``>``), a replaced one keeps its mode (and owner, where allowed)."""
+    folder, base = os.path.split(target)
+    while True:
+        temporary = os.path.join(folder, f".{base}.{os.urandom(4).hex()}.part")
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
+        with contextlib.suppress(FileNotFoundError):
+            old = os.stat(target)
+            os.fchmod(handle, stat.S_IMODE(old.st_mode))
+            with contextlib.suppress(OSError):
+                os.fchown(handle, old.st_uid, old.st_gid)
         with os.fdopen(handle, "wb") as stream:
             yield stream
-        os.replace(temporary, output)
+        os.replace(temporary, target)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):  # Ctrl-C just after the rename: already in place
+            os.unlink(temporary)
         raise
 
 
@@ -844,6 +902,10 @@ def _flushed(code: int) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         code = ExitCode.BROKEN_PIPE
-    with contextlib.suppress(BrokenPipeError):
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"diffcli: error: cannot write stdout: {e.strerror}\n")
+        code = code or ExitCode.USAGE
+    with contextlib.suppress(OSError):
         sys.stderr.flush()
     return code

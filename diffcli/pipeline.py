@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 WRITES_AHEAD = 3  # computed batches that may wait for the writer
+WAKE_SECONDS = 0.1  # the main thread's waits on the others wake this often: Ctrl-C may have
+# been delivered to the thread it waits for (reading a pipe), which would not wake it
 
 
 class Evaluator:
@@ -83,35 +85,62 @@ def run(
         for frame in watch(frames):
             written.append(writer.submit(write, compute(frame)))
             while len(written) > WRITES_AHEAD or (written and written[0].done()):
-                written.popleft().result()
+                _result(written.popleft())
         for future in written:
-            future.result()
+            _result(future)
+
+
+def _result(future: concurrent.futures.Future[T]) -> T:
+    while True:
+        try:
+            return future.result(WAKE_SECONDS)
+        except concurrent.futures.TimeoutError:
+            pass
 
 
 def ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
     """``items``, produced on a thread of their own up to ``depth`` ahead of the consumer.
 
-    Started before torch is imported, the reading uses the second core during that second.
+    Started before torch is imported, the reading uses the second core during that second. When
+    the consumer leaves early (an error, ``| head``, Ctrl-C), the producer stops at its next item
+    and what it read is dropped: a warm server runs many commands and must not keep their threads.
     """
     _one_malloc_arena()  # before the threads start
     buffer: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stopped = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        """Hand ``entry`` on; False once the consumer has left."""
+        while not stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                buffer.put(entry, timeout=WAKE_SECONDS)
+                return True
+        return False
 
     def produce() -> None:
         try:
             for item in items:
-                buffer.put(("item", item))
-            buffer.put(("end", None))
+                if not put(("item", item)):
+                    return
+            put(("end", None))
         except BaseException as e:  # handed to the consumer, which raises it
-            buffer.put(("error", e))
+            put(("error", e))
 
-    threading.Thread(target=produce, daemon=True).start()
-    while True:
-        kind, value = buffer.get()
-        if kind == "end":
-            return
-        if kind == "error":
-            raise value
-        yield value
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        while True:
+            try:
+                kind, value = buffer.get(timeout=WAKE_SECONDS)
+            except queue.Empty:
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stopped.set()  # not joined: it may be waiting for a slow pipe, and Ctrl-C must end the command now
 
 
 def _one_malloc_arena() -> None:

@@ -1,143 +1,212 @@
 """``diffcli serve``: a warm process that runs its user's commands, so that they skip the import.
 
-The server listens on a Unix socket that only its user can reach (a 0600 socket in a private
-folder, and every caller's uid checked). For each client it takes the client's stdin, stdout and
-stderr (passed as file descriptors), working folder, environment and arguments, runs the command
-exactly as the console script would, and answers the exit code. Commands run one at a time. A
-client's Ctrl-C interrupts its command. The server stops after ``idle`` seconds without a
-command, on ``diffcli serve --stop``, or on Ctrl-C.
+The server listens on a Unix socket that only its user can reach (a 0600 socket in a folder
+checked to be the user's alone, every caller's uid checked, and the client checks the server's).
+For each client it takes the client's stdin, stdout and stderr (passed as file descriptors),
+working folder, environment and arguments, runs the command exactly as the console script would,
+and answers the exit code. It runs a command only for a client of the same installation and
+context (``client.install``, ``client.context``: limits, umask, namespaces, ...); any other runs
+cold. Commands run one at a time; a connection that says nothing for ``HEADER_SECONDS`` is
+dropped without holding up the others. A client's Ctrl-C interrupts its command. The server stops
+after ``idle`` seconds without a command, on ``diffcli serve --stop``, or on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import _thread
 import contextlib
+import ctypes
+import gc
 import json
 import os
 import select
 import socket
-import struct
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
-from . import __version__
-from .client import socket_path
+from . import __version__, client, signals
 from .errors import UsageError
 
 IDLE_SECONDS = 900.0
+HEADER_SECONDS = 1.0  # a client sends its command at once; one that does not is dropped
+QUIET_SECONDS = 0.2  # memory is given back when no command follows within this (it takes 50 ms)
+Runner = Callable[[list[str]], int]  # one command line -> its exit code (cli.run)
 
 
-def serve(idle: float = IDLE_SECONDS) -> None:
-    """Listen until idle, stopped or interrupted; a stale socket (no server behind it) is replaced."""
-    path = socket_path()
-    folder = os.path.dirname(path)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    if os.stat(folder).st_uid != os.getuid():
-        raise UsageError(f"{folder} belongs to another user; set XDG_RUNTIME_DIR")
-    if not os.environ.get("XDG_RUNTIME_DIR"):
-        os.chmod(folder, 0o700)  # our own folder in /tmp: private, whatever the umask made it
-    if running(path):
-        raise UsageError(f"a server is already running on {path}", hint="diffcli serve --stop")
+def serve(run: Runner, idle: float = IDLE_SECONDS) -> None:
+    """Warm up, then listen until idle, stopped or interrupted; a stale socket (no server behind it)
+    is replaced. The socket appears only once the server is warm, so a client never waits for it."""
+    if not client.supported():
+        raise UsageError("the warm server needs Unix sockets that pass file descriptors (Linux)")
+    try:
+        folder = client.open_folder(create=True)
+    except OSError as e:
+        raise UsageError(
+            f"cannot serve there: {e}", hint="set XDG_RUNTIME_DIR to a folder of yours (mode 0700)"
+        ) from None
+    path = client.address(folder)
+    try:
+        if running():
+            raise UsageError(f"a server is already running on {client.socket_path()}", hint="diffcli serve --stop")
+        install, context = json.loads(json.dumps([client.install(), client.context()]))  # as a client's arrive
+        identity = install, context
+        _steady_malloc()
+        _warm_up(run)
+        listener = _listen(folder, path)
+        try:
+            sys.stderr.write(f"diffcli: serving on {client.socket_path()} (stops after {idle:g} s idle)\n")
+            sys.stderr.flush()
+            _loop(listener, run, identity, idle)
+        except KeyboardInterrupt:
+            return
+        finally:
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(client.SOCKET, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def _listen(folder: int, path: str) -> socket.socket:
+    if running():  # another one started while this one warmed up
+        raise UsageError(f"a server is already running on {client.socket_path()}")
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # stale: nobody answers on it
+        os.unlink(client.SOCKET, dir_fd=folder)  # stale: nobody answers on it
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     old_mask = os.umask(0o177)
     try:
         listener.bind(path)
     finally:
         os.umask(old_mask)
-    os.chmod(path, 0o600)
+    os.chmod(client.SOCKET, 0o600, dir_fd=folder)
     listener.listen(16)
+    return listener
+
+
+def _loop(listener: socket.socket, run: Runner, identity: tuple[list[str], dict[str, object]], idle: float) -> None:
+    """Serve connections whose command has arrived, one at a time; drop silent ones."""
+    waiting: dict[socket.socket, float] = {}  # connection -> when it is dropped
+    last = time.monotonic()
+    used = False  # memory of the last command not yet given back
     try:
-        _warm_up()
-        sys.stderr.write(f"diffcli: serving on {path} (stops after {idle:g} s idle)\n")
-        listener.settimeout(idle)
         while True:
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
+            now = time.monotonic()
+            for connection in [c for c, deadline in waiting.items() if deadline <= now]:
+                waiting.pop(connection).close()
+            if not waiting and now - last >= idle:
                 return
-            with connection:
-                if _handle(connection) == "stop":
-                    return
-    except KeyboardInterrupt:
-        return
+            if used and not waiting and now - last >= QUIET_SECONDS:
+                _release_memory()
+                used = False
+            wake = min([last + idle, *waiting.values(), *([last + QUIET_SECONDS] if used else [])]) - now
+            ready = select.select([listener, *waiting], [], [], max(wake, 0.0))[0]
+            for ready_one in ready:
+                if ready_one is listener:
+                    connection = listener.accept()[0]
+                    waiting[connection] = time.monotonic() + HEADER_SECONDS
+                    continue
+                del waiting[ready_one]
+                with ready_one:
+                    if _handle(ready_one, run, identity) == "stop":
+                        return
+                last, used = time.monotonic(), True
     finally:
-        listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        for connection in waiting:
+            connection.close()
 
 
-def running(path: str) -> bool:
-    """Whether a server answers on ``path``."""
+def running() -> bool:
+    """Whether a server of this user answers on the socket."""
+    try:
+        folder = client.open_folder()
+    except OSError:
+        return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        probe.connect(path)
-        return True
+        probe.connect(client.address(folder))
+        return client.peer_uid(probe) == os.getuid()
     except OSError:
         return False
     finally:
         probe.close()
+        os.close(folder)
 
 
 def stop() -> bool:
     """Ask the running server to stop; whether one was running."""
-    path = socket_path()
-    if not running(path):
+    if not running():
         return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
-        connection.connect(path)
-        connection.send(json.dumps({"version": __version__, "stop": True}).encode())
-        connection.recv(4096)
+    folder = client.open_folder()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
+            connection.connect(client.address(folder))
+            connection.send(json.dumps({"version": __version__, "stop": True}).encode())
+            connection.recv(4096)
+    finally:
+        os.close(folder)
     return True
 
 
-def _handle(connection: socket.socket) -> str | None:
-    pid, uid, gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    if uid != os.getuid():
+def refusal(header: dict[str, object], identity: tuple[list[str], dict[str, object]]) -> str | None:
+    """Why this server may not run the client's command (None: it may)."""
+    install, context = identity
+    if header.get("version") != __version__ or header.get("install") != install:
+        return f"another installation (this server: diffcli {__version__}, {sys.executable})"
+    theirs = header.get("context")
+    if not isinstance(theirs, dict):
+        return "no context"
+    differ = sorted(k for k in {*context, *theirs} if context.get(k) != theirs.get(k))
+    return f"another context: {', '.join(differ)}" if differ else None
+
+
+def _handle(connection: socket.socket, run: Runner, identity: tuple[list[str], dict[str, object]]) -> str | None:
+    if client.peer_uid(connection) != os.getuid():
         return None  # another user: no answer at all
-    message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+    fds: list[int] = []
     try:
+        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
         header = json.loads(message)
-        if header.get("version") != __version__:
-            connection.send(json.dumps({"refused": f"the server is diffcli {__version__}"}).encode())
-            return None
         if header.get("stop"):
             connection.send(b'{"stopping":true}')
             return "stop"
+        refused = refusal(header, identity)
+        if refused:
+            connection.send(json.dumps({"refused": refused}).encode())
+            return None
         if len(fds) != 3:
             return None
         connection.send(b'{"started":true}')
+        signals.clear()
         with _interruptible(connection):
-            code = _run_as(header, fds)
+            code = _run_as(run, header, fds)
         connection.send(json.dumps({"exit": code}).encode())
-    except (OSError, ValueError, KeyboardInterrupt):
-        pass  # the client went away: the next one is served
+    except (OSError, ValueError, AttributeError, KeyboardInterrupt):
+        pass  # a client that went away or sent nonsense: the next one is served
     finally:
         for fd in fds:
             os.close(fd)
     return None
 
 
-def _run_as(header: dict, fds: list[int]) -> int:  # type: ignore[type-arg]
+def _run_as(run: Runner, header: dict, fds: list[int]) -> int:  # type: ignore[type-arg]
     """Run the command with the client's stdin, stdout, stderr, folder and environment."""
-    from . import cli
-
     saved = [os.dup(n) for n in (0, 1, 2)]
     folder, environment = os.getcwd(), dict(os.environ)
     streams = sys.stdin, sys.stdout, sys.stderr
     try:
         for n, fd in enumerate(fds):
             os.dup2(fd, n)
-        # fresh buffers for every client, buffered as Python buffers its own standard streams
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
+        # fresh streams for every client, set up as Python sets up its own (the encoding settings
+        # are the client's: the context check compared them)
+        sys.stdin = _stream(0, "r", sys.__stdin__)
+        sys.stdout = _stream(1, "w", sys.__stdout__)
+        sys.stderr = _stream(2, "w", sys.__stderr__)
         os.chdir(header["cwd"])
         os.environ.clear()
         os.environ.update(header["env"])
-        return cli.run(list(header["argv"]))
+        return run(list(header["argv"]))
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
@@ -149,6 +218,16 @@ def _run_as(header: dict, fds: list[int]) -> int:  # type: ignore[type-arg]
         os.chdir(folder)
         os.environ.clear()
         os.environ.update(environment)
+
+
+def _stream(fd: int, mode: str, like: object) -> object:
+    """A text stream on ``fd`` with the encoding and errors of the server's own (``like``);
+    stdout line-buffered on a terminal, stderr always, as Python's."""
+    encoding, errors = getattr(like, "encoding", None), getattr(like, "errors", None)
+    stream = open(fd, mode, encoding=encoding, errors=errors, closefd=False)  # noqa: SIM115
+    if mode == "w":
+        stream.reconfigure(line_buffering=fd == 2 or os.isatty(fd), write_through=getattr(like, "write_through", False))
+    return stream
 
 
 @contextlib.contextmanager
@@ -174,15 +253,24 @@ def _interruptible(connection: socket.socket) -> Iterator[None]:
         os.close(wake_write)
 
 
-def _warm_up() -> None:
+def _steady_malloc() -> None:
+    """Keep glibc's threshold for mmap at 1 MiB. By default it rises to the largest block freed,
+    after which the batches' buffers come from the heap and stay there: 90 commands reading a
+    pipe took the server from 326 to 480 MB; with the threshold fixed, 313 MB (bench/server_leaks.py)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL(None).mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD is -3 in glibc's malloc.h
+
+
+def _release_memory() -> None:
+    """Give back what the commands' batches held, so a long-lived server stays at its size."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _warm_up(run: Runner) -> None:
     """Import everything and run one command, into /dev/null, so the first client is fast too."""
     with open(os.devnull, "r+b") as null:
         fd = null.fileno()
-        _run_as(
-            {
-                "cwd": os.getcwd(),
-                "env": dict(os.environ),
-                "argv": ["hessian", "x*sin(y)", "--at", "x=1,y=2", "--format", "csv"],
-            },
-            [fd, fd, fd],
-        )
+        header = {"cwd": os.getcwd(), "env": dict(os.environ)}
+        _run_as(run, {**header, "argv": ["hessian", "x*sin(y)", "--at", "x=1,y=2", "--format", "csv"]}, [fd] * 3)
