@@ -14,7 +14,8 @@ import time
 
 
 def measure(pid: int) -> dict[str, int]:
-    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    with open(f"/proc/{pid}/status") as file:
+        status = dict(line.split(":", 1) for line in file)
     return {
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
         "threads": len(os.listdir(f"/proc/{pid}/task")),
@@ -32,7 +33,9 @@ def main() -> None:
     with open(data, "w") as f:
         f.write("x,y\n" + "".join(f"{i},{i % 7}\n" for i in range(300_000)))
     subprocess.run([*diffcli.split(), "serve", "--background", "--idle", "600"], env=env, check=True)
-    pid = int(subprocess.run(["pgrep", "-f", "diffcli serve --idle 600"], capture_output=True, text=True).stdout.split()[0])
+    pid = int(
+        subprocess.run(["pgrep", "-f", "diffcli serve --idle 600"], capture_output=True, text=True).stdout.split()[0]
+    )
     commands = [
         f"{diffcli} value 'sin(x)' --grid x=0:1:3000000 --format csv | head -1",
         f"{diffcli} grad 'x*y' --input {data} | head -1",

@@ -390,10 +390,8 @@ def _run(
     )
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, plan, points, source)
-        taken = sorted(set(coordinates) & {q.column for q in plan.quantities})
-        if taken:
-            raise UsageError(f"the output column {taken[0]!r} is also an input column; rename one of them")
-        formulas = _formulas(plan, symbolic, latex)
+        layout = sinks.Layout(coordinates, [(q.path, q.column) for q in plan.quantities])  # names clash: now
+        layout.formulas = _formulas(plan, symbolic, latex)
 
         from . import pipeline
 
@@ -401,7 +399,6 @@ def _run(
 
         torch_dtype, target = _torch(dtype, device)
         compute = pipeline.Evaluator(plan, from_file, torch_dtype, target)
-        layout = sinks.Layout(coordinates, [(q.path, q.column) for q in plan.quantities], formulas)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
         pipeline.run(frames, compute, sink.write, watch=_progress)

@@ -21,6 +21,7 @@ and each checks the other (``scan --check``).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 
 import polars as pl
@@ -204,7 +205,7 @@ class Scan:
         over the output's own |d output / d last state| (so that scaling an output changes nothing)."""
         like = torch.empty_like(next(iter(values.values())))
         state = self._started(values)
-        kept = torch.empty((steps, len(self.states), like.numel()), dtype=like.dtype, device=like.device)
+        kept = _kept_states((steps, len(self.states), like.numel()), like)
         self._iterate(state, steps, like, kept)
         final = self._final(state, like)
         outputs, pulls = final[: len(self._adjoints)], self._per_output(final[len(self._adjoints) :])
@@ -280,3 +281,24 @@ def _largest(tensors: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
 def digits(amplification: float, dtype: torch.dtype) -> int:
     """Correct significant digits left when rounding errors are amplified this much."""
     return max(0, int(-math.log10(max(amplification, 1.0) * torch.finfo(dtype).eps)))
+
+
+def _kept_states(shape: tuple[int, int, int], like: torch.Tensor) -> torch.Tensor:
+    """Room for every step's state (reverse mode), or a usage error saying what it would take:
+    at most half the machine's memory (the device's free memory on a GPU)."""
+    size = math.prod(shape) * like.element_size()
+    if like.device.type == "cuda":
+        room = torch.cuda.mem_get_info(like.device)[0]
+    else:
+        room = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2 if hasattr(os, "sysconf") else size
+    problem = UsageError(
+        f"reverse mode keeps every step's state: {shape[0]:,} steps x {shape[1]} states x {shape[2]:,} runs "
+        f"need {size / 2**30:,.1f} GiB, more than this machine has",
+        hint="--method forward: its memory does not grow with the steps (or a smaller --batch-size)",
+    )
+    if size > room:
+        raise problem
+    try:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    except (RuntimeError, MemoryError):
+        raise problem from None

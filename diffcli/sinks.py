@@ -18,6 +18,8 @@ from typing import IO, Any
 import numpy as np
 import polars as pl
 
+from .errors import UsageError
+
 FORMATS = ("table", "csv", "tsv", "json", "ndjson", "parquet")
 TABLE_ROWS = 50  # rows a table shows; the rest are counted
 
@@ -29,6 +31,15 @@ class Layout:
     coordinates: Sequence[str]
     quantities: Sequence[tuple[tuple[str, ...], str]]  # (JSON path, column)
     formulas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # kind -> column -> text
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for name in [*self.coordinates, *self.columns]:
+            if name in seen:
+                raise UsageError(
+                    f"the column {name!r} would appear twice (an input, point or result name); rename one of them"
+                )
+            seen.add(name)
 
     @property
     def columns(self) -> list[str]:

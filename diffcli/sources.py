@@ -17,6 +17,8 @@ import polars as pl
 from .errors import DiffcliError, UsageError
 from .language import option_name, parse_number
 
+MAX_POINTS = 2**53  # grid indexes stay exact as doubles; far beyond what finishes
+
 
 @dataclass(frozen=True)
 class Group:
@@ -97,6 +99,8 @@ def points(at: Sequence[Mapping[str, float]], grids: Sequence[Group] = ()) -> Po
         names, rows = groups.setdefault(frozenset(assignment), (tuple(assignment), []))
         rows.append(tuple(assignment[n] for n in names))
     result = [Group(names, tuple(rows)) for names, rows in groups.values()] + list(grids)
+    if math.prod(len(g) for g in result) > MAX_POINTS:
+        raise UsageError(f"the --at lists and --grid counts multiply to more than 2**53 ({MAX_POINTS:,}) points")
     seen: set[str] = set()
     for group in result:
         for name in group.names:
@@ -139,6 +143,8 @@ def grid(text: str) -> Grid:
         count = 0
     if count < 1:
         raise UsageError(f"--grid {text!r}: count must be a positive integer, got {parts[2]!r}")
+    if count > MAX_POINTS:
+        raise UsageError(f"--grid {text!r}: count must be at most 2**53 ({MAX_POINTS:,})")
     return Grid((name,), (), start, stop, count)
 
 

@@ -130,15 +130,17 @@ def test_blocks_never_split_a_record(rows, batch_rows):
 BAD = [
     ("empty.csv", b"", None, None, "empty"),
     ("header.csv", b"x,y\n", None, None, "no rows"),
-    ("word.csv", b"x,y\n1,2\n3,abc\n", 2, "y", "'abc' is not a number"),
+    ("word.csv", b"x,y\n1,2\n3,abc\n", 2, "y", "not a number"),
     ("missing.csv", b"x,y\n1,2\n3,\n", 2, "y", "missing value"),
     ("short.csv", b"x,y\n1,2\n3\n", 2, "y", "missing"),
     ("long.csv", b"x,y\n1,2\n3,4,5\n", 2, "y", "more field"),
     ("utf8.csv", b"x,y\n1,2\n3,\xff\n", 2, "y", "invalid UTF-8"),
-    ("exploit.csv", b"x,y,__import__('os').system('id')\n1,2,3\n", "header", "__import__", "identifier"),
+    ("exploit.csv", b"x,y,__import__('os').system('id')\n1,2,3\n", "header, column 3", None, "identifier"),
     ("twice.csv", b"x,y,x\n1,2,3\n", "header", "x", "twice"),
     ("object.json", b'{"x": 1, "y": 2}', None, None, "array"),
-    ("string.json", b'[{"x": 1, "y": 2}, {"x": 1, "y": "2"}]', 2, "y", "is not a number"),
+    ("string.json", b'[{"x": 1, "y": 2}, {"x": 1, "y": "2"}]', 2, "y", "a string, not a number"),
+    ("stray.csv", b'x,y\n1,2\n3,"4\n5,6\n', 2, None, "not valid CSV"),
+    ("nested.json", b'[{"x": 1, "y": [2]}]', 1, "y", "an array, not a number"),
     ("broken.ndjson", b'{"x": 1, "y": 2}\n{"x": 1, "y": \n', 2, None, "not valid JSON"),
     ("none.ndjson", b'{"x": 1, "y": null}\n', 1, "y", "missing value"),
     ("bad.parquet", b"PAR1 not really", None, None, "Parquet"),
@@ -157,6 +159,7 @@ def test_bad_data_is_named_and_leaves_no_output(tmp_path, name, content, row, co
         assert (f"row {row}" if isinstance(row, int) else row) in message
     if column is not None:
         assert column in message
+    assert "abc" not in message and "__import__" not in message  # a file's contents are never shown
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
