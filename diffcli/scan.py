@@ -159,7 +159,8 @@ class Scan:
         count = frame.height if frame.width else 1
         values = pipeline.tensors(frame, self.parameters, {}, dtype, device)
         for name, state in self.initial.items():
-            values[name] = torch.full((count,), float(self.init[state]), dtype=dtype, device=device)
+            start = torch.full((count,), float(self.init[state]), dtype=torch.float64, device=device)
+            values[name] = start.to(dtype)  # as data is converted: 1e300 in float32 is inf
         return values
 
     def run(

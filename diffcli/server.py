@@ -94,7 +94,8 @@ def _loop(listener: socket.socket, run: Runner, identity: tuple[list[str], dict[
         while True:
             now = time.monotonic()
             for connection in [c for c, deadline in waiting.items() if deadline <= now]:
-                waiting.pop(connection).close()
+                del waiting[connection]
+                connection.close()
             if not waiting and now - last >= idle:
                 return
             if used and not waiting and now - last >= QUIET_SECONDS:

@@ -69,8 +69,8 @@ class Session:
         missing = [v for v in plan.variables if v not in points.names]
         if missing:
             raise UsageError(f'no value for {", ".join(missing)} in "at" or "grid"')
-        frame = evaluate(points.take(np.arange(len(points))))
         layout = sinks.Layout(points.names, [(q.path, q.column) for q in plan.quantities])
+        frame = evaluate(points.take(np.arange(len(points))))
         stream = io.BytesIO()
         sink = sinks.JsonSink(stream, layout, _precision(request.get("precision")), lines=True)
         sink.write(frame)

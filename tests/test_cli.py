@@ -16,8 +16,6 @@ from typer.testing import CliRunner
 
 from diffcli.cli import app
 
-from .conftest import first_lines
-
 runner = CliRunner()
 
 
@@ -145,111 +143,99 @@ def test_special_files_are_written_directly():
     assert result.exit_code == 0 and os.path.exists(os.devnull)
 
 
+def test_output_modes_and_links_are_kept(tmp_path: Path):
+    """A new file gets the umask's mode (as the shell's ``>``), a replaced one keeps its own, and
+    writing through a symbolic link replaces its target, the link staying a link."""
+    old_mask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.csv"
+        assert invoke("value", "x", "--at", "x=1", "--output", str(fresh)).exit_code == 0
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        private = tmp_path / "private.csv"
+        private.write_text("old\n")
+        private.chmod(0o600)
+        assert invoke("value", "x", "--at", "x=2", "--output", str(private)).exit_code == 0
+        assert private.stat().st_mode & 0o777 == 0o600 and private.read_text().startswith("x,value")
+        link = tmp_path / "link.csv"
+        link.symlink_to(private)
+        assert invoke("value", "x", "--at", "x=3", "--output", str(link)).exit_code == 0
+        assert link.is_symlink() and private.read_text() == "x,value\n3.0,3.0\n"
+    finally:
+        os.umask(old_mask)
+
+
+@pytest.mark.parametrize(
+    ("target", "needle"), [(".", "is a folder"), ("/dev/full", "No space left on device")], ids=["folder", "full"]
+)
+def test_outputs_that_cannot_be_written_are_usage_errors(tmp_path, target, needle):
+    for fmt in ("csv", "json", "parquet", "table"):
+        result = invoke("value", "x", "--grid", "x=0:1:100000", "--format", fmt, "--output", target)
+        assert result.exit_code == 2 and needle in result.stderr and "\n" not in result.stderr.strip(), fmt
+
+
+def test_huge_grids_are_refused_by_a_stated_limit():
+    result = invoke("value", "x", "--grid", "x=0:1:10000000000000000000")
+    assert result.exit_code == 2 and "at most 2**53" in result.stderr
+    result = invoke("value", "x*y", "--grid", "x=0:1:1000000000", "--grid", "y=0:1:1000000000")
+    assert result.exit_code == 2 and "multiply to more than 2**53" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--steps", "10", "--trajectory", "--at", "step=1,r=2"], "'step' would appear twice"),
+        (["--steps", "3", "--output-expr", "r=x", "--at", "r=2"], "'r' would appear twice"),
+        (["--steps", "3", "--at", "r=2,grad_r=3", "--output-expr", "v=x+grad_r"], "'grad_r' would appear twice"),
+        (["--steps", "1000000000000", "--method", "reverse", "--at", "r=2"], "GiB, more than this machine has"),
+    ],
+)
+def test_scan_name_clashes_and_impossible_memory_are_usage_errors(args, needle):
+    result = invoke("scan", "x = r*x*(1-x)", "--init", "x=0.2", *args)
+    assert result.exit_code == 2 and needle in result.stderr, result.output
+
+
 # Real processes: pipes, exit codes and what gets imported.
 
 
-def test_ctrl_c_exits_130_without_traceback_or_partial_file(tmp_path):
-    target = tmp_path / "big.csv"
-    # a billion rows: far from done when Ctrl-C comes (50 million once finished first on a fast machine)
-    command = [sys.executable, "-m", "diffcli", "grad", "sin(x)", "--grid", "x=0:1:1000000000", "-o", str(target)]
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
-        try:
-            time.sleep(5)
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_pipe_to_head_is_clean():
-    proc = first_lines("diffcli value x --grid x=0:1:200000 --format ndjson")
-    assert len(proc.stdout.splitlines()) == 3 and proc.stderr == ""
-
-
-def test_usage_error_is_one_line(cli):
-    proc = cli("grad", "x", "--qqq")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["diffcli: error: No such option: --qqq (see 'diffcli grad --help')"]
-    proc = cli("grad", "x", "y", "--at", "x=1")
-    assert proc.returncode == 2 and proc.stderr.startswith("diffcli: error: Got unexpected extra argument")
-
-
-def test_auto_format_is_json_in_a_pipe(cli):
-    proc = cli("grad", "x*x", "--at", "x=2")
-    assert json.loads(proc.stdout) == {"at": {"x": 2.0}, "value": 4.0, "grad": {"x": 4.0}}
-
-
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["completion", "bash"], ["grad", "--help"]])
-def test_light_paths_import_neither_torch_nor_sympy(args):
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "diffcli", *args], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0 and proc.stdout
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "typer" in imported  # the check sees imports at all
-    assert not imported & {"torch", "sympy", "numpy", "polars", "rich"}
-
-
-def test_version(cli):
-    from diffcli import __version__
-
-    assert cli("--version").stdout == f"diffcli {__version__}\n"
-
-
-@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_committed_completions_are_current(shell, cli):
-    committed = Path(__file__).parent.parent / "completions" / f"diffcli.{shell}"
-    assert cli("completion", shell).stdout == committed.read_text()
-
-
-def test_tab_completion_answers(tmp_path):
-    env = {
-        **os.environ,
-        "_DIFFCLI_COMPLETE": "complete_bash",
-        "_TYPER_COMPLETE_ARGS": "diffcli gr",
-        "COMP_WORDS": "diffcli gr",
-        "COMP_CWORD": "1",
-    }
-    proc = subprocess.run([sys.executable, "-m", "diffcli"], env=env, capture_output=True, text=True, timeout=60)
-    assert "grad" in proc.stdout
-
-
-def test_a_tab_press_imports_neither_torch_nor_sympy():
-    env = {
-        **os.environ,
-        "_DIFFCLI_COMPLETE": "complete_bash",
-        "_TYPER_COMPLETE_ARGS": "diffcli gr",
-        "COMP_WORDS": "diffcli gr",
-        "COMP_CWORD": "1",
-        "DIFFCLI_NO_SERVER": "1",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "diffcli"], env=env, capture_output=True, text=True, timeout=60
-    )
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "grad" in proc.stdout and "typer" in imported
-    assert not imported & {"torch", "sympy", "numpy", "polars", "rich"}
-
-
-SCAN = ["scan", "x = r*x", "--init", "x=1", "--steps", "2", "--at", "r=2"]
-
-
-@pytest.mark.parametrize("command", [["grad", "x*r", "--at", "x=1,r=2"], ["check", "x*r", "--at", "x=1,r=2"], SCAN])
 @pytest.mark.parametrize(
-    ("option", "needle"),
+    ("shell", "code", "needle"),
     [
-        (["--batch-size", "0"], "--batch-size must be positive"),
-        (["--no-header"], "--no-header and --columns go together"),
-        (["--delimiter", ";;"], "--delimiter must be one character"),
+        ("diffcli value x --at x=1 >&-", 2, "cannot write stdout: Bad file descriptor"),
+        ("diffcli value x --input - <&-", 4, "stdin: cannot read: Bad file descriptor"),
+        ("diffcli value x --at x=1 -o out.csv >&- <&-", 0, ""),
     ],
 )
-def test_input_options_are_checked_alike_by_every_command(command, option, needle):
-    result = invoke(*command, *option)
-    assert result.exit_code == 2 and needle in result.stderr
+def test_closed_standard_streams(tmp_path, shell, code, needle):
+    command = shell.replace("diffcli", f"{sys.executable} -m diffcli")
+    proc = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code and needle in proc.stderr and "Traceback" not in proc.stderr
+    if code == 0:  # the output file did not take stdout's number
+        assert (tmp_path / "out.csv").read_text() == "x,value\n1.0,1.0\n"
 
 
-def test_scan_checks_precision_as_every_command():
-    result = invoke(*SCAN, "--precision", "40")
-    assert result.exit_code == 2 and "--precision must be between 1 and 17" in result.stderr
+@pytest.mark.parametrize("delay", [0.2, 0.8, 1.5])
+def test_ctrl_c_during_the_imports_is_130(delay):
+    command = [sys.executable, "-m", "diffcli", "grad", "x*y", "--at", "x=1,y=2"]
+    env = {**os.environ, "DIFFCLI_NO_SERVER": "1"}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) in ((130, b"diffcli: interrupted\n"), (0, b"")), (proc.returncode, err)
+
+
+def test_ctrl_c_while_a_pipe_is_slow_ends_at_once():
+    """The reading thread may take the signal; the main thread still ends the command at once."""
+    command = [sys.executable, "-m", "diffcli", "value", "x", "--input", "-", "--format", "csv"]
+    env = {**os.environ, "DIFFCLI_NO_SERVER": "1"}
+    with subprocess.Popen(
+        command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        proc.stdin.write(b"x\n1\n")
+        proc.stdin.flush()  # and the pipe stays open, as a slow producer's
+        assert proc.stdout.readline() == b"x,value\n" and proc.stdout.readline() == b"1.0,1.0\n"
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        code = proc.wait(timeout=30)
+        assert time.monotonic() - start < 3 and code == 130 and proc.stderr.read() == b"diffcli: interrupted\n"
+        proc.stdin.close()

@@ -10,7 +10,6 @@ import math
 import os
 import random
 
-import orjson
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -92,9 +91,14 @@ def random_request(rng: random.Random) -> dict:
         request["order"] = rng.randrange(0, 8)
     if rng.random() < 0.3:
         request["aux"] = {"a": call(rng.choice(names), ["x"])}
+    if rng.random() < 0.05:  # points of every shape, some far too many
+        del request["at"]
+        request["grid"] = rng.choice(["x=0:1:3", "y=-1:1:2", "x=0:1:30000000", "x=0:1:10000000000000000000", "x=1:1"])
+        if rng.random() < 0.5:
+            request["at"] = rng.choice([[{"y": 1}, {"y": 2}], [{"x": 1}, {"y": 2}], {"value": 1}, {"y": "1"}])
     if rng.random() < 0.05:  # malformed fields
-        key = rng.choice(["order", "dtype", "precision", "aux", "wrt", "at"])
-        request[key] = rng.choice(["2", 2.5, [1], True, {"kink:f1": "x"}, None, -3])
+        key = rng.choice(["order", "dtype", "precision", "aux", "wrt", "at", "tangent", "cotangent", "expr", "op"])
+        request[key] = rng.choice(["2", 2.5, [1], True, {"kink:f1": "x"}, {"value": "x"}, None, -3, 10**30, ""])
     if rng.random() < 0.2:
         request["dtype"] = "float32"
     return request
@@ -103,8 +107,8 @@ def random_request(rng: random.Random) -> dict:
 @pytest.mark.slow
 def test_random_run_requests_never_answer_with_an_internal_error():
     count = int(os.environ.get("DIFFCLI_FUZZ_REQUESTS", "2000"))
-    rng, session = random.Random(9), Session()
+    rng, session = random.Random(int(os.environ.get("DIFFCLI_FUZZ_SEED", "9"))), Session()
     for _ in range(count):
         request = random_request(rng)
-        answer = json.loads(session.answer(orjson.dumps(request)))
+        answer = json.loads(session.answer(json.dumps(request).encode()))
         assert answer.get("error", {}).get("code") != 1, (request, answer)

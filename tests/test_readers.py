@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from diffcli.cli import app
 from diffcli.errors import DataError
-from diffcli.readers import Reader, input_format
+from diffcli.readers import Reader, _record_end, input_format
 
 from .conftest import first_lines
 
@@ -247,3 +247,43 @@ def test_batches_equal_a_hand_written_torch_reference(tmp_path):
     for name, column in expected.items():
         reference = column.numpy()
         assert np.max(np.abs(ours[name].to_numpy() - reference)) <= 1e-12 * np.max(np.abs(reference)), name
+
+
+@given(st.text(alphabet='a,"\n', max_size=120), st.integers(0, 120))
+def test_record_ends_are_found_in_one_pass_resumed_anywhere(text, split):
+    """Where a block may end (after a newline outside quotes), searched at once or in two parts
+    (the second resuming with the first's quote state), as a plain scan finds it."""
+    data = bytearray(text.encode())
+    split = min(split, len(data))
+    quoted, plain = False, 0
+    for i, byte in enumerate(data):
+        quoted ^= byte == ord('"')
+        if byte == ord("\n") and not quoted:
+            plain = i + 1
+    whole = _record_end(data, 0, len(data), False)
+    assert whole == (plain, quoted)
+    first, open_at_split = _record_end(data, 0, split, False)
+    second, open_at_end = _record_end(data, split, len(data), open_at_split)
+    assert (second or first, open_at_end) == whole
+
+
+def test_a_stray_quote_is_read_in_one_pass(tmp_path):
+    """A quote inside a field never closed: the rows after it are still read, with Python's CSV rules."""
+    rows = "".join(f"{i},row{i}\n" for i in range(50_000)).replace("row3\n", 'ro"w3\n', 1)
+    source = tmp_path / "stray.csv"
+    source.write_text("x,label\n" + rows)
+    result = runner.invoke(app, ["value", "2*x", "--input", str(source), "--format", "csv", "--batch-size", "1000"])
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 0 and len(lines) == 50_001 and lines[4] == '3.0,"ro""w3",6.0'
+
+
+def test_nested_values_pass_through_as_json_text_and_nested_parquet_is_refused(tmp_path):
+    source = tmp_path / "nested.ndjson"
+    source.write_text('{"x": 1, "s": {"a": [1, 2]}}\n{"x": 2, "s": [3]}\n')
+    result = runner.invoke(app, ["value", "x", "--input", str(source), "--format", "csv"])
+    assert result.exit_code == 0 and result.stdout.splitlines()[1:] == ['1.0,"{""a"":[1,2]}",1.0', "2.0,[3],2.0"]
+    parquet = tmp_path / "nested.parquet"
+    pl.DataFrame({"x": [1.0], "s": [{"a": 1}], "b": [b"\x00"]}).write_parquet(parquet)
+    for variable in ("x", "s", "b"):
+        result = runner.invoke(app, ["value", variable, "--input", str(parquet), "--format", "json"])
+        assert result.exit_code == 4 and "column 's': has type Struct" in result.stderr and result.stdout == ""

@@ -96,3 +96,13 @@ def test_a_co_process_gets_each_answer_before_the_next_question():
             assert ready and json.loads(proc.stdout.readline())["grad"] == {"x": 2.0 * x}
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
+
+
+def test_a_request_beyond_the_stated_size_is_refused_at_once():
+    """30 million points would be a 4.5 GB line: refused by the stated limit, before any work."""
+    big, clash = ask(
+        {"id": 1, "op": "value", "expr": "x", "grid": "x=0:1:30000000"},
+        {"id": 2, "op": "grad", "expr": "x*x", "at": {"x": 1, "value": 2}},
+    )
+    assert big["error"]["code"] == 2 and "at most 1,000,000 points" in big["error"]["message"]
+    assert clash["error"]["code"] == 2 and "'value' would appear twice" in clash["error"]["message"]
