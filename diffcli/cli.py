@@ -260,41 +260,46 @@ def serve(
     Example: diffcli serve --background; diffcli grad 'x*x' --at x=2; diffcli serve --stop
     """
     with _error_boundary():
-        from . import client, server
+        from . import server
 
+        if not (math.isfinite(idle) and idle > 0):
+            raise UsageError(f"--idle must be a positive number of seconds, got {idle}")
         if stop:
             if not server.stop():
                 raise UsageError("no server is running")
         elif background:
-            _start_in_background(idle, client.socket_path(), server.running)
+            _start_in_background(idle)
         else:
             server.serve(run, idle)
 
 
-def _start_in_background(idle: float, path: str, running: Any) -> None:
+def _start_in_background(idle: float) -> None:
     """Start ``diffcli serve`` detached and return once it answers (warm), or say why it did not."""
     import subprocess
 
-    if running():
-        raise UsageError(f"a server is already running on {path}")
+    from . import client, server
+
+    if server.running():
+        raise UsageError(f"a server is already running on {client.socket_path()}")
     with tempfile.TemporaryFile() as errors:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "diffcli", "serve", "--idle", str(idle)],
+        started = subprocess.Popen(  # -P and /: no module of the working folder is ever imported
+            [sys.executable, "-P", "-m", "diffcli", "serve", "--idle", repr(idle)],
+            cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=errors,
             start_new_session=True,
         )
         deadline = time.monotonic() + 120
-        while not running():
-            if server.poll() is not None:
+        while not server.running():
+            if started.poll() is not None:
                 errors.seek(0)
                 said = errors.read().decode(errors="replace").strip().splitlines()
-                raise UsageError(f"the server did not start: {said[-1] if said else f'exit {server.returncode}'}")
+                raise UsageError(f"the server did not start: {said[-1] if said else f'exit {started.returncode}'}")
             if time.monotonic() > deadline:
                 raise UsageError("the server did not start within 120 s")
             time.sleep(0.05)
-    sys.stderr.write(f"diffcli: serving on {path}\n")
+    sys.stderr.write(f"diffcli: serving on {client.socket_path()}\n")
 
 
 @app.command()
@@ -747,7 +752,10 @@ def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
             raise UsageError(
                 "--input - reads stdin, but stdin is a terminal", hint="pipe data in: cat f.csv | diffcli ..."
             )
-        stream = sys.stdin.buffer
+        try:  # a descriptor of its own: a reading thread left behind (in the server) keeps reading this
+            stream = stack.enter_context(open(os.dup(sys.stdin.fileno()), "rb"))  # noqa: SIM115 - closed by the stack
+        except (io.UnsupportedOperation, AttributeError):  # not a file (a test's stdin)
+            stream = sys.stdin.buffer
         name = "stdin"
     else:
         try:
@@ -820,6 +828,10 @@ def _destination(output: str | None) -> Iterator[IO[bytes]]:
         target = os.path.realpath(output)  # type: ignore[type-var]
         if os.path.isdir(target):
             raise UsageError(f"{name} is a folder; name a file")
+        if _is_stdout(target):  # /dev/stdout, /proc/self/fd/1: append as the shell's >> opened it
+            sys.stdout.flush()
+            yield sys.stdout.buffer
+            return
         if os.path.exists(target) and not os.path.isfile(target):
             with open(target, "wb") as stream:
                 yield stream
@@ -833,13 +845,20 @@ def _destination(output: str | None) -> Iterator[IO[bytes]]:
         raise UsageError(f"cannot write {name}: {reason}") from None
 
 
+def _is_stdout(path: str) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False
+
+
 @contextlib.contextmanager
 def _replacing(target: str) -> Iterator[IO[bytes]]:
     """A new file beside ``target`` that replaces it when complete: a new file gets the mode the
     umask gives (as the shell's ``>``), a replaced one keeps its mode (and owner, where allowed)."""
     folder, base = os.path.split(target)
     while True:
-        temporary = os.path.join(folder, f".{base}.{os.urandom(4).hex()}.part")
+        temporary = os.path.join(folder, f".{base[:200]}.{os.urandom(4).hex()}.part")  # names end at 255 bytes
         try:
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             break
@@ -896,13 +915,15 @@ def _flushed(code: int) -> int:
     """Flush stdout and stderr: the exit (``os._exit``) skips the interpreter's teardown, since
     unloading torch, sympy and polars took 0.45 s of every run (5M rows: 2.80 s -> 2.36 s)."""
     try:
-        sys.stdout.flush()
+        if code != ExitCode.INTERRUPTED:  # interrupted: a stdout nobody reads must not hold the exit
+            sys.stdout.flush()
     except BrokenPipeError:
         code = ExitCode.BROKEN_PIPE
     except OSError as e:
-        with contextlib.suppress(OSError):
-            sys.stderr.write(f"diffcli: error: cannot write stdout: {e.strerror}\n")
-        code = code or ExitCode.USAGE
+        if not code:
+            with contextlib.suppress(OSError):
+                sys.stderr.write(f"diffcli: error: cannot write stdout: {e.strerror}\n")
+            code = ExitCode.USAGE
     with contextlib.suppress(OSError):
         sys.stderr.flush()
     return code

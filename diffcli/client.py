@@ -21,6 +21,7 @@ import socket
 import stat
 import struct
 import sys
+from collections.abc import Iterator
 
 from . import __version__, signals
 
@@ -32,6 +33,10 @@ IMPORT_SETTINGS = (
     "PYTHON", "LANG", "LC_", "LD_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "POLARS_", "TORCH", "PYTORCH_",
     "CUDA_", "NVIDIA_", "SYMPY_", "MPMATH_", "NUMPY_",
 )  # fmt: skip
+
+
+# The interpreter flags that change what a command prints (not -P, which the server starts with).
+FLAGS = ("utf8_mode", "optimize", "dev_mode", "bytes_warning", "ignore_environment")
 
 
 def supported() -> bool:
@@ -91,10 +96,11 @@ def peer_uid(connection: socket.socket) -> int:
 
 
 def install() -> list[str]:
-    """What identifies this installation: the interpreter, diffcli's files (sizes and times) and
-    the folders its imports come from (their times change when a package is installed)."""
+    """What identifies this installation: the interpreter and environment (``sys.prefix``: a
+    virtual environment), diffcli's files (sizes and times) and the folders its imports come from
+    (their times change when a package is installed)."""
     package = os.path.dirname(os.path.abspath(__file__))
-    parts = [__version__, sys.executable, sys.version, package]
+    parts = [__version__, sys.prefix, os.path.realpath(sys.executable), sys.version, package]
     for entry in sorted(os.scandir(package), key=lambda e: e.name):
         if entry.name.endswith(".py"):
             info = entry.stat()
@@ -108,8 +114,8 @@ def install() -> list[str]:
 def context() -> dict[str, object]:
     """What a command's outcome depends on besides its arguments, folder and files: the identity,
     umask and limits of the process, its namespaces, root, cgroup and security settings (a
-    sandbox), and the import settings of the environment. The server answers only where its own
-    context is the client's."""
+    sandbox), the interpreter's flags and the import settings of the environment. The server
+    answers only where its own context is the client's. (JSON-shaped, as it travels.)"""
     import resource
 
     mask = os.umask(0o077)
@@ -117,7 +123,8 @@ def context() -> dict[str, object]:
     found: dict[str, object] = {
         "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), sorted(os.getgroups())],
         "umask": mask,
-        "limits": {n: resource.getrlimit(getattr(resource, n)) for n in dir(resource) if n.startswith("RLIMIT_")},
+        "limits": {n: list(resource.getrlimit(getattr(resource, n))) for n in dir(resource) if n.startswith("RLIMIT_")},
+        "flags": [*(getattr(sys.flags, f) for f in FLAGS), *sys.warnoptions],
         "root": list(os.stat("/")[1:3]),
         "settings": {k: v for k, v in os.environ.items() if k.startswith(IMPORT_SETTINGS)},
     }
@@ -138,40 +145,49 @@ def _cpu_limited() -> bool:
     return resource.getrlimit(resource.RLIMIT_CPU)[0] != resource.RLIM_INFINITY
 
 
+class ForeignServerError(PermissionError):
+    """The socket is served by another uid's process."""
+
+
+@contextlib.contextmanager
+def connection(timeout: float) -> Iterator[socket.socket]:
+    """A connection to this user's server; OSError if there is none, ForeignServerError if a process
+    of another uid listens (nothing has been sent to it)."""
+    folder = open_folder()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connected:
+            connected.settimeout(timeout)
+            connected.connect(address(folder))
+            uid = peer_uid(connected)
+            if uid != os.getuid():
+                raise ForeignServerError(f"{socket_path()} is served by uid {uid}")
+            yield connected
+    finally:
+        os.close(folder)
+
+
 def through_server(args: list[str]) -> int | None:
     """The exit code of ``args`` run by the server, or None where the command must run cold."""
     if not supported() or _cpu_limited():
         return None
     try:
-        folder = open_folder()
-    except OSError:
-        return None  # no folder (no server), or not this user's alone: cold
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        connection.settimeout(CONNECT_SECONDS)
-        connection.connect(address(folder))
-        uid = peer_uid(connection)
-        if uid != os.getuid():
-            sys.stderr.write(f"diffcli: warning: {socket_path()} is served by uid {uid}; running without it\n")
-            return None
-        header = {
-            "version": __version__,
-            "install": install(),
-            "context": context(),
-            "argv": args,
-            "cwd": os.getcwd(),
-            "env": dict(os.environ),
-        }
-        socket.send_fds(connection, [json.dumps(header).encode()], [0, 1, 2])
-        reply = json.loads(connection.recv(4096) or b"{}")
-        if not reply.get("started"):
-            return None  # another installation or context
-        return _wait(connection)
+        with connection(CONNECT_SECONDS) as connected:
+            here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the working folder, even unnamed
+            try:
+                header = {"version": __version__, "install": install(), "context": context()}
+                header.update(argv=args, env=dict(os.environ))
+                socket.send_fds(connected, [json.dumps(header).encode()], [0, 1, 2, here])
+            finally:
+                os.close(here)
+            reply = json.loads(connected.recv(4096) or b"{}")
+            if not reply.get("started"):
+                return None  # another installation or context
+            return _wait(connected)
+    except ForeignServerError as e:
+        sys.stderr.write(f"diffcli: warning: {e}; running without it\n")
+        return None
     except (OSError, ValueError):
         return None  # no server, a stale socket, a busy or broken one: cold
-    finally:
-        connection.close()
-        os.close(folder)
 
 
 def _wait(connection: socket.socket) -> int:
@@ -207,10 +223,7 @@ def _hold_closed_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            placeholder = os.open(os.devnull, flags)
-            if placeholder != fd:
-                os.dup2(placeholder, fd)
-                os.close(placeholder)
+            os.open(os.devnull, flags)  # the lowest free number: ``fd`` itself
             setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 - the process's own stream
 
 

@@ -80,14 +80,19 @@ def run(
     """Write ``compute(frame)`` for every frame, in order, batch i being written while batch i+1 is
     computed (``frames`` come from ``ahead``, read meanwhile). ``watch`` sees the frames as they
     are taken (progress)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as writer:
-        written: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+    writer = concurrent.futures.ThreadPoolExecutor(1)
+    written: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+    try:
         for frame in watch(frames):
             written.append(writer.submit(write, compute(frame)))
             while len(written) > WRITES_AHEAD or (written and written[0].done()):
                 _result(written.popleft())
         for future in written:
             _result(future)
+    except BaseException:  # not waiting for a writer that may be stuck on a reader who never reads
+        writer.shutdown(wait=False, cancel_futures=True)
+        raise
+    writer.shutdown()
 
 
 def _result(future: concurrent.futures.Future[T]) -> T:

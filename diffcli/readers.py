@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import numpy as np
 import orjson
 import polars as pl
 
@@ -309,7 +308,13 @@ class Reader:
         return None
 
     def _checked(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """A Parquet frame: numeric columns as float64, no missing values."""
+        """A Parquet frame: numeric columns as float64, no missing values; columns passed through
+        that not every output format can hold as they are, as text (durations in ISO 8601)."""
+        for n, kind in frame.schema.items():
+            if n not in self.numeric and kind in (pl.Int128, pl.UInt128):
+                frame = frame.with_columns(pl.col(n).cast(pl.String))
+            elif n not in self.numeric and kind == pl.Duration:
+                frame = frame.with_columns(pl.col(n).dt.to_string())
         for n in self.numeric:
             if not frame.schema[n].is_numeric():
                 raise self.fail(None, n, f"has type {frame.schema[n]}, not a number")
@@ -337,13 +342,14 @@ def _scalar(value: object) -> object:
 def _record_end(buffer: bytearray, start: int, length: int, quoted: bool) -> tuple[int, bool]:
     """The end of the last whole record in ``buffer[:length]`` (after a newline outside quotes)
     found from ``start`` on, or 0; and whether a quote is open at ``length`` (``quoted``: at
-    ``start``). Without quotes, one ``rfind``; with them, one vectorised pass."""
-    if not quoted and buffer.find(b'"', start, length) < 0:
-        return buffer.rfind(b"\n", start, length) + 1, False
-    data = np.frombuffer(buffer, np.uint8, length - start, start)
-    inside = (np.cumsum(data == ord('"')) + quoted) & 1
-    ends = np.flatnonzero((data == ord("\n")) & (inside == 0))
-    found = start + int(ends[-1]) + 1 if len(ends) else 0
-    still = bool(inside[-1]) if len(inside) else quoted
-    del data  # a live view would stop the buffer from growing
-    return found, still
+    ``start``). Counted back from the end, line by line, to ``start`` at most: each byte once."""
+    inside = quoted ^ bool(buffer.count(b'"', start, length) & 1)
+    at_end, end = inside, length
+    while True:
+        newline = buffer.rfind(b"\n", start, end)
+        if newline < 0:
+            return 0, at_end
+        inside ^= bool(buffer.count(b'"', newline + 1, end) & 1)  # the quote state at the newline
+        if not inside:
+            return newline + 1, at_end
+        end = newline

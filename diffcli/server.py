@@ -13,13 +13,13 @@ after ``idle`` seconds without a command, on ``diffcli serve --stop``, or on Ctr
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import ctypes
 import gc
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import threading
@@ -32,12 +32,15 @@ from .errors import UsageError
 IDLE_SECONDS = 900.0
 HEADER_SECONDS = 1.0  # a client sends its command at once; one that does not is dropped
 QUIET_SECONDS = 0.2  # memory is given back when no command follows within this (it takes 50 ms)
+STOP_SECONDS = 10.0  # how long ``serve --stop`` waits for a server busy with a command
+_running = False  # whether a client's command runs (its interrupts count only then)
 Runner = Callable[[list[str]], int]  # one command line -> its exit code (cli.run)
 
 
 def serve(run: Runner, idle: float = IDLE_SECONDS) -> None:
-    """Warm up, then listen until idle, stopped or interrupted; a stale socket (no server behind it)
-    is replaced. The socket appears only once the server is warm, so a client never waits for it."""
+    """Warm up, then listen until idle or stopped (Ctrl-C: KeyboardInterrupt); a stale socket (no
+    server behind it) is replaced. The socket appears only once the server is warm, so a client
+    never waits for it."""
     if not client.supported():
         raise UsageError("the warm server needs Unix sockets that pass file descriptors (Linux)")
     try:
@@ -46,21 +49,18 @@ def serve(run: Runner, idle: float = IDLE_SECONDS) -> None:
         raise UsageError(
             f"cannot serve there: {e}", hint="set XDG_RUNTIME_DIR to a folder of yours (mode 0700)"
         ) from None
-    path = client.address(folder)
     try:
         if running():
             raise UsageError(f"a server is already running on {client.socket_path()}", hint="diffcli serve --stop")
-        install, context = json.loads(json.dumps([client.install(), client.context()]))  # as a client's arrive
-        identity = install, context
+        identity = client.install(), client.context()
+        signals.install(signal.SIGUSR1, when=lambda: _running)  # a client's Ctrl-C, during its command only
         _steady_malloc()
         _warm_up(run)
-        listener = _listen(folder, path)
+        listener = _listen(folder, client.address(folder))
         try:
             sys.stderr.write(f"diffcli: serving on {client.socket_path()} (stops after {idle:g} s idle)\n")
             sys.stderr.flush()
             _loop(listener, run, identity, idle)
-        except KeyboardInterrupt:
-            return
         finally:
             listener.close()
             with contextlib.suppress(FileNotFoundError):
@@ -86,7 +86,8 @@ def _listen(folder: int, path: str) -> socket.socket:
 
 
 def _loop(listener: socket.socket, run: Runner, identity: tuple[list[str], dict[str, object]], idle: float) -> None:
-    """Serve connections whose command has arrived, one at a time; drop silent ones."""
+    """Serve connections whose command has arrived, one at a time; drop silent ones; stop after
+    ``idle`` seconds without a command run (refusals and probes do not count)."""
     waiting: dict[socket.socket, float] = {}  # connection -> when it is dropped
     last = time.monotonic()
     used = False  # memory of the last command not yet given back
@@ -96,13 +97,14 @@ def _loop(listener: socket.socket, run: Runner, identity: tuple[list[str], dict[
             for connection in [c for c, deadline in waiting.items() if deadline <= now]:
                 del waiting[connection]
                 connection.close()
-            if not waiting and now - last >= idle:
-                return
-            if used and not waiting and now - last >= QUIET_SECONDS:
-                _release_memory()
-                used = False
-            wake = min([last + idle, *waiting.values(), *([last + QUIET_SECONDS] if used else [])]) - now
-            ready = select.select([listener, *waiting], [], [], max(wake, 0.0))[0]
+            if not waiting:
+                if now - last >= idle:
+                    return
+                if used and now - last >= QUIET_SECONDS:
+                    _release_memory()
+                    used = False
+            deadlines = [*waiting.values()] or [last + idle, *([last + QUIET_SECONDS] if used else [])]
+            ready = select.select([listener, *waiting], [], [], max(min(deadlines) - now, 0.0))[0]
             for ready_one in ready:
                 if ready_one is listener:
                     connection = listener.accept()[0]
@@ -110,9 +112,11 @@ def _loop(listener: socket.socket, run: Runner, identity: tuple[list[str], dict[
                     continue
                 del waiting[ready_one]
                 with ready_one:
-                    if _handle(ready_one, run, identity) == "stop":
-                        return
-                last, used = time.monotonic(), True
+                    outcome = _handle(ready_one, run, identity)
+                if outcome == "stop":
+                    return
+                if outcome == "ran":
+                    last, used = time.monotonic(), True
     finally:
         for connection in waiting:
             connection.close()
@@ -121,33 +125,23 @@ def _loop(listener: socket.socket, run: Runner, identity: tuple[list[str], dict[
 def running() -> bool:
     """Whether a server of this user answers on the socket."""
     try:
-        folder = client.open_folder()
+        with client.connection(client.CONNECT_SECONDS):
+            return True
     except OSError:
         return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        probe.connect(client.address(folder))
-        return client.peer_uid(probe) == os.getuid()
-    except OSError:
-        return False
-    finally:
-        probe.close()
-        os.close(folder)
 
 
 def stop() -> bool:
     """Ask the running server to stop; whether one was running."""
-    if not running():
-        return False
-    folder = client.open_folder()
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
-            connection.connect(client.address(folder))
+        with client.connection(STOP_SECONDS) as connection:
             connection.send(json.dumps({"version": __version__, "stop": True}).encode())
             connection.recv(4096)
-    finally:
-        os.close(folder)
-    return True
+            return True
+    except TimeoutError:
+        raise UsageError(f"the server did not answer within {STOP_SECONDS:g} s (busy with a command?)") from None
+    except OSError:
+        return False
 
 
 def refusal(header: dict[str, object], identity: tuple[list[str], dict[str, object]]) -> str | None:
@@ -163,11 +157,12 @@ def refusal(header: dict[str, object], identity: tuple[list[str], dict[str, obje
 
 
 def _handle(connection: socket.socket, run: Runner, identity: tuple[list[str], dict[str, object]]) -> str | None:
+    """One connection: "ran" a command, "stop", or None (refused, or nonsense from our own user)."""
     if client.peer_uid(connection) != os.getuid():
         return None  # another user: no answer at all
     fds: list[int] = []
     try:
-        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+        message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 4)
         header = json.loads(message)
         if header.get("stop"):
             connection.send(b'{"stopping":true}')
@@ -176,39 +171,51 @@ def _handle(connection: socket.socket, run: Runner, identity: tuple[list[str], d
         if refused:
             connection.send(json.dumps({"refused": refused}).encode())
             return None
-        if len(fds) != 3:
+        argv, env = header.get("argv"), header.get("env")
+        if len(fds) != 4 or not isinstance(argv, list) or not isinstance(env, dict):
             return None
         connection.send(b'{"started":true}')
-        signals.clear()
         with _interruptible(connection):
-            code = _run_as(run, header, fds)
+            code = _run_as(run, [str(a) for a in argv], {str(k): str(v) for k, v in env.items()}, fds)
         connection.send(json.dumps({"exit": code}).encode())
-    except (OSError, ValueError, AttributeError, KeyboardInterrupt):
-        pass  # a client that went away or sent nonsense: the next one is served
+        return "ran"
+    except Exception:  # a client that went away or sent nonsense: the next one is served
+        return None
     finally:
         for fd in fds:
             os.close(fd)
-    return None
 
 
-def _run_as(run: Runner, header: dict, fds: list[int]) -> int:  # type: ignore[type-arg]
-    """Run the command with the client's stdin, stdout, stderr, folder and environment."""
+def _run_as(run: Runner, argv: list[str], env: dict[str, str], fds: list[int]) -> int:
+    """Run the command with the client's stdin, stdout, stderr, working folder (``fds``) and
+    environment; a client's interrupt ends it with 130."""
+    global _running
     saved = [os.dup(n) for n in (0, 1, 2)]
-    folder, environment = os.getcwd(), dict(os.environ)
+    here, environment = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), dict(os.environ)
     streams = sys.stdin, sys.stdout, sys.stderr
     try:
-        for n, fd in enumerate(fds):
+        for n, fd in enumerate(fds[:3]):
             os.dup2(fd, n)
         # fresh streams for every client, set up as Python sets up its own (the encoding settings
         # are the client's: the context check compared them)
         sys.stdin = _stream(0, "r", sys.__stdin__)
         sys.stdout = _stream(1, "w", sys.__stdout__)
         sys.stderr = _stream(2, "w", sys.__stderr__)
-        os.chdir(header["cwd"])
+        os.fchdir(fds[3])
         os.environ.clear()
-        os.environ.update(header["env"])
-        return run(list(header["argv"]))
+        os.environ.update(env)
+        signals.clear()
+        _running = True
+        try:
+            code = run(argv)
+            _running = False
+        except KeyboardInterrupt:  # an interrupt that came as the command was returning
+            _running = False
+            code = 130
+        return code
     finally:
+        _running = False
+        signals.clear()  # an interrupt held for this command is not the next one's
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
@@ -216,7 +223,8 @@ def _run_as(run: Runner, header: dict, fds: list[int]) -> int:  # type: ignore[t
         for n, fd in enumerate(saved):
             os.dup2(fd, n)
             os.close(fd)
-        os.chdir(folder)
+        os.fchdir(here)
+        os.close(here)
         os.environ.clear()
         os.environ.update(environment)
 
@@ -241,7 +249,8 @@ def _interruptible(connection: socket.socket) -> Iterator[None]:
         if connection.fileno() in ready and wake_read not in ready:
             with contextlib.suppress(OSError):
                 connection.recv(16)  # the word read, so closing later is an end of file, not a reset
-            _thread.interrupt_main()
+            if _running:  # to the main thread: a read it waits in is interrupted too
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -272,6 +281,11 @@ def _release_memory() -> None:
 def _warm_up(run: Runner) -> None:
     """Import everything and run one command, into /dev/null, so the first client is fast too."""
     with open(os.devnull, "r+b") as null:
-        fd = null.fileno()
-        header = {"cwd": os.getcwd(), "env": dict(os.environ)}
-        _run_as(run, {**header, "argv": ["hessian", "x*sin(y)", "--at", "x=1,y=2", "--format", "csv"]}, [fd] * 3)
+        here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            argv = ["hessian", "x*sin(y)", "--at", "x=1,y=2", "--format", "csv"]
+            code = _run_as(run, argv, dict(os.environ), [null.fileno()] * 3 + [here])
+        finally:
+            os.close(here)
+    if code == 130:
+        raise KeyboardInterrupt  # Ctrl-C during the warm-up stops the server

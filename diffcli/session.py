@@ -5,7 +5,7 @@ A request names a command and its options as JSON fields, e.g.
 object with the ``id`` first (``{"id": 7, "results": [...]}`` for several points), or
 ``{"id": 7, "error": {"code": 3, "message": "..."}}``, after which the stream goes on. Each
 formula is parsed, differentiated and compiled once: a repeated formula at new points costs only
-its evaluation. A request answers at most ``MAX_POINTS`` points.
+its evaluation. A request answers at most ``MAX_REQUEST_POINTS`` points.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .errors import DiffcliError, ExitCode, UsageError
 
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
 CACHED = 256  # compiled formulas kept
-MAX_POINTS = 1_000_000  # per request: its answer is one line, built in memory (about 100 MB at this size)
+MAX_REQUEST_POINTS = 1_000_000  # per request: its answer is one line, built in memory (about 100 MB at this size)
 
 
 class Session:
@@ -61,9 +61,9 @@ class Session:
             raise UsageError(f"unknown request field {unknown[0]!r}", hint=f"fields: {', '.join(sorted(FIELDS))}")
         plan, evaluate = self._compiled(request)
         points = self._points(request)
-        if len(points) > MAX_POINTS:
+        if len(points) > MAX_REQUEST_POINTS:
             raise UsageError(
-                f"a request answers at most {MAX_POINTS:,} points (one line); this one has {len(points):,}",
+                f"a request answers at most {MAX_REQUEST_POINTS:,} points (one line); this one has {len(points):,}",
                 hint="for more, the command line streams: diffcli value EXPR --grid ...",
             )
         missing = [v for v in plan.variables if v not in points.names]

@@ -10,39 +10,52 @@ interrupted) is the interrupt's doing. Standard library only: the client install
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 RETRY_SECONDS = 0.05  # how soon an interrupt held during an import is delivered again
 _pending = False
+_epoch = 0  # advanced by ``clear``: an interrupt held for a command that has ended is dropped
 
 
-def install() -> None:
-    """Handle SIGINT in this process (from the main thread; elsewhere Python allows no handlers)."""
+def install(signum: int = signal.SIGINT, *, when: Callable[[], bool] = lambda: True) -> None:
+    """Handle ``signum`` as Ctrl-C in this process, while ``when()`` holds (else it is ignored).
+    From the main thread only: Python allows no other."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if when():
+            _on_interrupt(signum, frame)
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_interrupt)
+        signal.signal(signum, handle)
 
 
 def pending() -> bool:
-    """Whether Ctrl-C (or a client's interrupt, in the server) came since the last ``clear``."""
+    """Whether an interrupt came since the last ``clear``."""
     return _pending
 
 
 def clear() -> None:
-    """Forget a handled interrupt (the server does, between its clients' commands)."""
-    global _pending
+    """Forget interrupts so far, held ones too (the server does, around each client's command)."""
+    global _pending, _epoch
     _pending = False
+    _epoch += 1
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     global _pending
     _pending = True
     if _importing(frame):
-        threading.Timer(RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(RETRY_SECONDS, _again, (signum, _epoch, threading.main_thread().ident)).start()
         return
     raise KeyboardInterrupt
+
+
+def _again(signum: int, epoch: int, main: int) -> None:
+    if epoch == _epoch:
+        signal.pthread_kill(main, signum)  # to the main thread alone: a read it waits in is interrupted
 
 
 def _importing(frame: FrameType | None) -> bool:

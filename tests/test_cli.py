@@ -197,6 +197,20 @@ def test_scan_name_clashes_and_impossible_memory_are_usage_errors(args, needle):
 # Real processes: pipes, exit codes and what gets imported.
 
 
+def test_output_to_dev_stdout_appends_as_the_shell_opened_it(tmp_path):
+    log = tmp_path / "log"
+    log.write_text("old\n")
+    command = f"{sys.executable} -m diffcli value 'x*x' --at x=3 --format csv --output /dev/stdout >> {log}"
+    assert subprocess.run(command, shell=True, timeout=120).returncode == 0
+    assert log.read_text() == "old\nx,value\n3.0,9.0\n"
+
+
+@pytest.mark.parametrize("idle", ["inf", "nan", "0", "-1"])
+def test_serve_idle_must_be_a_positive_number(idle):
+    result = invoke("serve", "--idle", idle)
+    assert result.exit_code == 2 and "--idle must be a positive number" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("shell", "code", "needle"),
     [

@@ -25,8 +25,10 @@ def ends_cleanly(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code in ALLOWED, (args, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
-    if result.exit_code:  # our one line, or typer's usage message (one line in the real binary)
-        assert result.stderr.startswith(("diffcli: error:", "Usage:")), (args, result.stderr)
+    if result.exit_code:  # our one line (after any notes), or typer's usage message (one line in the real binary)
+        lines = result.stderr.splitlines()
+        assert any(line.startswith(("diffcli: error:", "Usage:")) for line in lines), (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
 
 
 @fuzz

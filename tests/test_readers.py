@@ -287,3 +287,18 @@ def test_nested_values_pass_through_as_json_text_and_nested_parquet_is_refused(t
     for variable in ("x", "s", "b"):
         result = runner.invoke(app, ["value", variable, "--input", str(parquet), "--format", "json"])
         assert result.exit_code == 4 and "column 's': has type Struct" in result.stderr and result.stdout == ""
+
+
+def test_durations_and_wide_integers_pass_through_as_text(tmp_path):
+    import datetime
+
+    parquet = tmp_path / "odd.parquet"
+    frame = pl.DataFrame(
+        {"x": [1.0], "d": [datetime.timedelta(seconds=1.5)], "i": pl.Series([2**100], dtype=pl.Int128)}
+    )
+    frame.write_parquet(parquet)
+    result = runner.invoke(app, ["value", "x", "--input", str(parquet), "--format", "csv"])
+    assert result.exit_code == 0 and result.stdout.splitlines()[1] == f"1.0,PT1.5S,{2**100},1.0"
+    out = tmp_path / "out.parquet"
+    assert runner.invoke(app, ["value", "x", "--input", str(parquet), "--output", str(out)]).exit_code == 0
+    assert pl.read_parquet(out)["i"].to_list() == [str(2**100)]

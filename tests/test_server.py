@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,6 +79,15 @@ def test_stdin_and_the_working_folder_are_the_clients(served, tmp_path):
     assert json.loads(diffcli("run", env=served, stdin=requests).stdout)["grad"] == {"x": 6.0}
 
 
+def test_a_plain_process_is_served_warm(served):
+    """The console script's process (no pytest around it) is served, not refused: the server
+    started with -P in / has the same context as a client started anywhere."""
+    code = "import sys; from diffcli import client; sys.exit(client.through_server(['--version']) is None)"
+    for folder in ("/", os.getcwd()):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=folder, env=served, capture_output=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.startswith(b"diffcli "), proc.stderr
+
+
 def test_the_server_answers_and_only_its_user_can_reach_it(served, capfd):
     os.environ["XDG_RUNTIME_DIR"] = served["XDG_RUNTIME_DIR"]
     try:
@@ -96,13 +106,12 @@ def ask(served: dict[str, str], **changes: object) -> dict[str, object]:
         "install": client.install(),
         "context": client.context(),
         "argv": ["--version"],
-        "cwd": os.getcwd(),
         "env": {**served, "DIFFCLI_NO_SERVER": ""},
     }
     header.update(changes)
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection, open(os.devnull, "r+b") as null:
         connection.connect(str(Path(served["XDG_RUNTIME_DIR"]) / "diffcli.sock"))
-        socket.send_fds(connection, [json.dumps(header).encode()], [null.fileno()] * 3)
+        socket.send_fds(connection, [json.dumps(header).encode()], [null.fileno()] * 3 + [os.open(".", os.O_PATH)])
         reply = json.loads(connection.recv(4096))
         if reply.get("started"):
             reply.update(json.loads(connection.recv(4096)))
@@ -253,3 +262,16 @@ def test_another_user_cannot_connect(served):
     code = f"import socket; socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET).connect({path!r})"
     proc = subprocess.run(["/usr/bin/python3", "-c", code], user=65534, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "PermissionError" in proc.stderr
+
+
+def test_refused_clients_do_not_keep_a_server_alive(tmp_path):
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    env.pop("DIFFCLI_NO_SERVER", None)
+    assert diffcli("serve", "--background", "--idle", "3", env=env).returncode == 0
+    served, refused = {"XDG_RUNTIME_DIR": str(tmp_path)}, 0
+    with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+        for _ in range(40):  # refused twice a second, for far longer than the idle time
+            assert "refused" in ask(served, version="0.0.0")
+            refused += 1
+            time.sleep(0.5)
+    assert 3 <= refused < 40  # it stopped after its idle time all the same
