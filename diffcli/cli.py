@@ -855,16 +855,13 @@ def _is_stdout(path: str) -> bool:
 @contextlib.contextmanager
 def _replacing(target: str) -> Iterator[IO[bytes]]:
     """A new file beside ``target`` that replaces it when complete: a new file gets the mode the
-    umask gives (as the shell's ``>``), a replaced one keeps its mode (and owner, where allowed)."""
+    umask gives (as the shell's ``>``), a replaced one keeps its mode (and owner, where allowed).
+    Ctrl-C at any moment leaves ``target`` old or complete, and no temporary file."""
     folder, base = os.path.split(target)
-    while True:
-        temporary = os.path.join(folder, f".{base[:200]}.{os.urandom(4).hex()}.part")  # names end at 255 bytes
-        try:
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            break
-        except FileExistsError:
-            continue
+    temporary = None
     try:
+        with signals.held():  # created and noted for removal together
+            temporary, handle = _new_file(folder, f".{base[:200]}")  # names end at 255 bytes
         with contextlib.suppress(FileNotFoundError):
             old = os.stat(target)
             os.fchmod(handle, stat.S_IMODE(old.st_mode))
@@ -872,11 +869,22 @@ def _replacing(target: str) -> Iterator[IO[bytes]]:
                 os.fchown(handle, old.st_uid, old.st_gid)
         with os.fdopen(handle, "wb") as stream:
             yield stream
-        os.replace(temporary, target)
+        with signals.held():
+            os.replace(temporary, target)
+            temporary = None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):  # Ctrl-C just after the rename: already in place
-            os.unlink(temporary)
+        if temporary:
+            with signals.held():
+                os.unlink(temporary)
         raise
+
+
+def _new_file(folder: str, prefix: str) -> tuple[str, int]:
+    """A file of a new name in ``folder``, created with the mode the umask gives."""
+    while True:
+        path = os.path.join(folder, f"{prefix}.{os.urandom(4).hex()}.part")
+        with contextlib.suppress(FileExistsError):
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
 
 
 def main() -> None:

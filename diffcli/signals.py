@@ -2,21 +2,25 @@
 
 Python raises KeyboardInterrupt wherever the main thread happens to be. Inside an import that
 runs C++ or Rust code calling back into Python (torch's, polars'), an exception there aborts the
-whole process (``terminate called ... pybind11::error_already_set``, exit 134). So an interrupt
-that arrives during an import is held and raised the moment the import is over; and ``pending``
-tells the error boundary that whatever escaped after it (a Rust panic while a callback was being
-interrupted) is the interrupt's doing. Standard library only: the client installs it first.
+whole process (``terminate called ... pybind11::error_already_set``, exit 134), and inside polars
+it makes Rust panic and print the panic. So an interrupt that arrives during an import or inside
+those libraries (or a ``held`` block) is held and delivered again every ``RETRY_SECONDS`` until
+it can be raised; and ``pending`` tells the error boundary that whatever escaped after it is the
+interrupt's doing. Standard library only: the client installs it first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 
-RETRY_SECONDS = 0.05  # how soon an interrupt held during an import is delivered again
+RETRY_SECONDS = 0.05  # how soon a held interrupt is delivered again
+NATIVE = {"polars", "pyarrow", "torch"}  # packages whose native code calls back into Python
 _pending = False
+_holding = 0  # nesting of ``held`` blocks
 _epoch = 0  # advanced by ``clear``: an interrupt held for a command that has ended is dropped
 
 
@@ -44,10 +48,22 @@ def clear() -> None:
     _epoch += 1
 
 
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold interrupts (raised when the block is over): for steps that must not be cut in two,
+    such as creating a file and noting that it must be removed."""
+    global _holding
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
+
+
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     global _pending
     _pending = True
-    if _importing(frame):
+    if _holding or _in_native_code(frame):
         threading.Timer(RETRY_SECONDS, _again, (signum, _epoch, threading.main_thread().ident)).start()
         return
     raise KeyboardInterrupt
@@ -58,9 +74,12 @@ def _again(signum: int, epoch: int, main: int) -> None:
         signal.pthread_kill(main, signum)  # to the main thread alone: a read it waits in is interrupted
 
 
-def _importing(frame: FrameType | None) -> bool:
+def _in_native_code(frame: FrameType | None) -> bool:
+    """Whether Python runs here for an import or a library's native code (polars, pyarrow, torch),
+    where an exception would abort the process or panic (and print the panic)."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        package = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+        if package in NATIVE or frame.f_code.co_filename.startswith("<frozen importlib"):
             return True
         frame = frame.f_back
     return False
