@@ -23,7 +23,7 @@ import struct
 import sys
 from collections.abc import Iterator
 
-from . import __version__, signals
+from . import __version__
 
 CONNECT_SECONDS = 2.0  # to connect and hear back whether the server takes the command
 SOCKET = "diffcli.sock"
@@ -228,7 +228,7 @@ def _hold_closed_streams() -> None:
 
 
 def main() -> None:
-    signals.install()
+    """The console script (``__main__`` has installed the Ctrl-C handler first)."""
     args = sys.argv[1:]
     try:
         _hold_closed_streams()

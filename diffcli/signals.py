@@ -6,34 +6,41 @@ whole process (``terminate called ... pybind11::error_already_set``, exit 134), 
 it makes Rust panic and print the panic. So an interrupt that arrives during an import or inside
 those libraries (or a ``held`` block) is held and delivered again every ``RETRY_SECONDS`` until
 it can be raised; and ``pending`` tells the error boundary that whatever escaped after it is the
-interrupt's doing. Standard library only: the client installs it first.
+interrupt's doing. Standard library only, and only modules Python has loaded before it starts:
+``python -m diffcli`` and the console script install it first.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
-import threading
-from collections.abc import Callable, Iterator
-from types import FrameType
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import FrameType
 
 RETRY_SECONDS = 0.05  # how soon a held interrupt is delivered again
 NATIVE = {"polars", "pyarrow", "torch"}  # packages whose native code calls back into Python
 _pending = False
 _holding = 0  # nesting of ``held`` blocks
 _epoch = 0  # advanced by ``clear``: an interrupt held for a command that has ended is dropped
+_main = _thread.get_ident()  # the thread that handles signals
 
 
 def install(signum: int = signal.SIGINT, *, when: Callable[[], bool] = lambda: True) -> None:
-    """Handle ``signum`` as Ctrl-C in this process, while ``when()`` holds (else it is ignored).
-    From the main thread only: Python allows no other."""
+    """Handle ``signum`` as Ctrl-C in this process, while ``when()`` holds (else it is ignored)."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if when():
             _on_interrupt(signum, frame)
 
-    if threading.current_thread() is threading.main_thread():
+    global _main
+    with contextlib.suppress(ValueError):  # not the main thread: Python allows no handler
         signal.signal(signum, handle)
+        _main = _thread.get_ident()
 
 
 def pending() -> bool:
@@ -64,14 +71,15 @@ def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     global _pending
     _pending = True
     if _holding or _in_native_code(frame):
-        threading.Timer(RETRY_SECONDS, _again, (signum, _epoch, threading.main_thread().ident)).start()
+        _thread.start_new_thread(_again, (signum, _epoch))
         return
     raise KeyboardInterrupt
 
 
-def _again(signum: int, epoch: int, main: int) -> None:
+def _again(signum: int, epoch: int) -> None:
+    time.sleep(RETRY_SECONDS)
     if epoch == _epoch:
-        signal.pthread_kill(main, signum)  # to the main thread alone: a read it waits in is interrupted
+        signal.pthread_kill(_main, signum)  # to the main thread alone: a read it waits in is interrupted
 
 
 def _in_native_code(frame: FrameType | None) -> bool:
