@@ -211,7 +211,11 @@ def test_a_socket_folder_planted_as_a_link_is_never_used(tmp_path):
     env["TMPDIR"] = str(tmp_path)
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o700)
-    (tmp_path / f"diffcli-{os.getuid()}").symlink_to(theirs)
+    planted = tmp_path / f"diffcli-{os.getuid()}"
+    planted.symlink_to(theirs)
+    if os.getuid() == 0:  # as it would be: the link and its folder another user's
+        os.lchown(planted, 65534, 65534)
+        os.chown(theirs, 65534, 65534)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(str(theirs / "diffcli.sock"))
     listener.listen(4)
