@@ -395,7 +395,9 @@ def _run(
     )
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, plan, points, source)
-        layout = sinks.Layout(coordinates, [(q.path, q.column) for q in plan.quantities])  # names clash: now
+        layout = sinks.Layout(
+            coordinates, [(q.path, q.column) for q in plan.quantities]
+        )  # clashing names: before any work
         layout.formulas = _formulas(plan, symbolic, latex)
 
         from . import pipeline
@@ -819,19 +821,15 @@ def _destination(output: str | None) -> Iterator[IO[bytes]]:
     symbolic link is followed: its target is replaced. Writes that fail (a full disk, a file size
     limit, a closed stdout) are usage errors naming the destination, as a folder is.
     """
-    name = f"--output {output}" if output and output != "-" else "stdout"
+    target = os.path.realpath(output) if output and output != "-" else None
+    name = f"--output {output}" if target else "stdout"
     try:
-        if name == "stdout":
+        if target is None or _is_stdout(target):  # also /dev/stdout: appended as the shell's >> opened it
             sys.stdout.flush()
             yield sys.stdout.buffer
             return
-        target = os.path.realpath(output)  # type: ignore[type-var]
         if os.path.isdir(target):
             raise UsageError(f"{name} is a folder; name a file")
-        if _is_stdout(target):  # /dev/stdout, /proc/self/fd/1: append as the shell's >> opened it
-            sys.stdout.flush()
-            yield sys.stdout.buffer
-            return
         if os.path.exists(target) and not os.path.isfile(target):
             with open(target, "wb") as stream:
                 yield stream

@@ -90,6 +90,12 @@ def address(folder: int) -> str:
     return os.path.join(through, SOCKET) if os.path.isdir(through) else socket_path()
 
 
+def working_folder() -> int:
+    """A descriptor of the working folder (``O_PATH``: it needs no permission to read it, and
+    stays valid if the folder is renamed), for ``fchdir``."""
+    return os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
 def peer_uid(connection: socket.socket) -> int:
     """The uid of the process at the other end of a Unix socket."""
     return struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
@@ -172,7 +178,7 @@ def through_server(args: list[str]) -> int | None:
         return None
     try:
         with connection(CONNECT_SECONDS) as connected:
-            here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the working folder, even unnamed
+            here = working_folder()
             try:
                 header = {"version": __version__, "install": install(), "context": context()}
                 header.update(argv=args, env=dict(os.environ))

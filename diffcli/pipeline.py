@@ -131,8 +131,7 @@ def ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
         except BaseException as e:  # handed to the consumer, which raises it
             put(("error", e))
 
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
+    threading.Thread(target=produce, daemon=True).start()
     try:
         while True:
             try:

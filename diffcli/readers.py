@@ -311,9 +311,11 @@ class Reader:
         """A Parquet frame: numeric columns as float64, no missing values; columns passed through
         that not every output format can hold as they are, as text (durations in ISO 8601)."""
         for n, kind in frame.schema.items():
-            if n not in self.numeric and kind in (pl.Int128, pl.UInt128):
+            if n in self.numeric:
+                continue
+            if kind in (pl.Int128, pl.UInt128):
                 frame = frame.with_columns(pl.col(n).cast(pl.String))
-            elif n not in self.numeric and kind == pl.Duration:
+            elif kind == pl.Duration:
                 frame = frame.with_columns(pl.col(n).dt.to_string())
         for n in self.numeric:
             if not frame.schema[n].is_numeric():

@@ -56,7 +56,7 @@ def serve(run: Runner, idle: float = IDLE_SECONDS) -> None:
         signals.install(signal.SIGUSR1, when=lambda: _running)  # a client's Ctrl-C, during its command only
         _steady_malloc()
         _warm_up(run)
-        listener = _listen(folder, client.address(folder))
+        listener = _listen(folder)
         try:
             sys.stderr.write(f"diffcli: serving on {client.socket_path()} (stops after {idle:g} s idle)\n")
             sys.stderr.flush()
@@ -69,7 +69,7 @@ def serve(run: Runner, idle: float = IDLE_SECONDS) -> None:
         os.close(folder)
 
 
-def _listen(folder: int, path: str) -> socket.socket:
+def _listen(folder: int) -> socket.socket:
     if running():  # another one started while this one warmed up
         raise UsageError(f"a server is already running on {client.socket_path()}")
     with contextlib.suppress(FileNotFoundError):
@@ -77,7 +77,7 @@ def _listen(folder: int, path: str) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     old_mask = os.umask(0o177)
     try:
-        listener.bind(path)
+        listener.bind(client.address(folder))
     finally:
         os.umask(old_mask)
     os.chmod(client.SOCKET, 0o600, dir_fd=folder)
@@ -191,7 +191,7 @@ def _run_as(run: Runner, argv: list[str], env: dict[str, str], fds: list[int]) -
     environment; a client's interrupt ends it with 130."""
     global _running
     saved = [os.dup(n) for n in (0, 1, 2)]
-    here, environment = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), dict(os.environ)
+    here, environment = client.working_folder(), dict(os.environ)
     streams = sys.stdin, sys.stdout, sys.stderr
     try:
         for n, fd in enumerate(fds[:3]):
@@ -207,12 +207,9 @@ def _run_as(run: Runner, argv: list[str], env: dict[str, str], fds: list[int]) -
         signals.clear()
         _running = True
         try:
-            code = run(argv)
-            _running = False
+            return run(argv)
         except KeyboardInterrupt:  # an interrupt that came as the command was returning
-            _running = False
-            code = 130
-        return code
+            return 130
     finally:
         _running = False
         signals.clear()  # an interrupt held for this command is not the next one's
@@ -281,7 +278,7 @@ def _release_memory() -> None:
 def _warm_up(run: Runner) -> None:
     """Import everything and run one command, into /dev/null, so the first client is fast too."""
     with open(os.devnull, "r+b") as null:
-        here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        here = client.working_folder()
         try:
             argv = ["hessian", "x*sin(y)", "--at", "x=1,y=2", "--format", "csv"]
             code = _run_as(run, argv, dict(os.environ), [null.fileno()] * 3 + [here])
