@@ -68,7 +68,10 @@ def open_folder(*, create: bool = False) -> int:
     if create and owned:
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, 0o700)  # mkdir never follows a link planted in its place
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except NotADirectoryError:
+        raise NotADirectoryError(f"{path} is {'a symbolic link' if os.path.islink(path) else 'not a folder'}") from None
     try:
         info = os.fstat(fd)
         if info.st_uid != os.getuid():
