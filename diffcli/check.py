@@ -164,17 +164,17 @@ class Checker:
                 lambda at, like, value=value: value(at, like)[0], values, like, plan.wrt, order=self.order
             )
             sample = torch.linspace(0, count - 1, min(count, EXTENDED_POINTS)).round().long().unique()
+            pole = ~exact[plan.quantities[0].column].isfinite()  # no derivative without a finite value
             for q in plan.quantities[1:]:
                 got = exact[q.column]
                 reference, known = extended(q.expr, values, sample)
-                unknown = ~known.to(got.device) | kinks[sample].bool()  # a kink's value is a convention
-                unknown |= exact[plan.quantities[0].column][sample].isnan()  # no derivative without a value
+                unknown = ~known.to(got.device) | kinks[sample].bool() | pole[sample]  # a kink's value: a convention
                 self.report.compare(
                     name, q.column, "extended precision", reference.to(got.device, got.dtype), got[sample],
                     frame[sample.cpu().numpy()], rtol=self.rtol, atol=torch.finfo(self.dtype).tiny,
                     slack=torch.where(unknown, math.inf, 0.0), kinks=kinks[sample],
                 )  # fmt: skip
-                slack = 10 * estimates[q.column]
+                slack = torch.where(pole, math.inf, 10 * estimates[q.column])
                 self.report.compare(
                     name, q.column, "finite differences", got, numbers[q.column], frame, slack=slack, kinks=kinks
                 )

@@ -172,6 +172,26 @@ dirac = _helper("dirac", 1, lambda u: sympy.DiracDelta(u))  # of sign and heavis
 floor_quotient = _helper("floor_quotient", 2, lambda x, y: floor(x / y))
 
 
+class sinc_d(Helper):  # noqa: N801
+    """sinc_d(n, x): the n-th derivative of sinc(x) = sin(x)/x (1 at 0), finite at 0 too."""
+
+    nargs = 2
+
+    @staticmethod
+    def textbook(n: sympy.Expr, u: sympy.Expr) -> sympy.Expr:
+        return sympy.diff(sympy.sin(u) / u, u, int(n))
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        import mpmath
+
+        n, u = self.args
+        if not (n.is_Integer and u.is_number):
+            return None
+        with mpmath.workprec(prec + 64):  # mpmath.diff: finite differences at raised precision
+            value = mpmath.diff(mpmath.sinc, mpmath.mpf(sympy.Float(u, prec_to_dps(prec) + 20)), int(n))
+        return sympy.Float(value, prec_to_dps(prec))
+
+
 class Folded(sympy.Dummy):
     """A constant subexpression folded to its float value at parse time.
 

@@ -16,6 +16,7 @@ import keyword
 import math
 import re
 import signal
+import sys
 import threading
 import tokenize
 import warnings
@@ -28,9 +29,9 @@ from sympy.codegen import cfunctions
 from . import functions
 from .errors import ExpressionError, UsageError
 
-MAX_LENGTH = 2000  # characters in one expression
-MAX_NODES = 1000  # syntax-tree nodes in one expression
-MAX_DEPTH = 64  # nesting of the syntax tree
+MAX_LENGTH = 100_000  # characters in one expression: a script's 5,000-term sum fits
+MAX_NODES = 100_000  # syntax-tree nodes in one expression, and terms that sum() and prod() expand to
+MAX_DEPTH = 64  # nesting of the syntax tree; a chain of + - or * / is one level
 MAX_LITERAL = 40  # characters in one number literal
 MAX_DIGITS = 1000  # decimal digits of an exact constant that folding may produce
 SYMBOLIC_SECONDS = 10.0  # budget for one symbolic step: parsing, differentiation, CSE
@@ -63,9 +64,19 @@ FUNCTIONS: dict[str, tuple[Builder, int, int | None]] = {
     "acos": (sympy.acos, 1, 1),
     "atan": (sympy.atan, 1, 1),
     "atan2": (functions.atan2, 2, 2),
+    "cot": (sympy.cot, 1, 1),
+    "sec": (sympy.sec, 1, 1),
+    "csc": (sympy.csc, 1, 1),
+    "acot": (sympy.acot, 1, 1),
+    "asec": (sympy.asec, 1, 1),
+    "acsc": (sympy.acsc, 1, 1),
+    "sinc": (sympy.sinc, 1, 1),  # sin(x)/x, 1 at 0 (SymPy's and Mathematica's; numpy's is sin(pi x)/(pi x))
     "sinh": (sympy.sinh, 1, 1),
     "cosh": (sympy.cosh, 1, 1),
     "tanh": (sympy.tanh, 1, 1),
+    "coth": (sympy.coth, 1, 1),
+    "sech": (sympy.sech, 1, 1),
+    "csch": (sympy.csch, 1, 1),
     "asinh": (sympy.asinh, 1, 1),
     "acosh": (sympy.acosh, 1, 1),
     "atanh": (sympy.atanh, 1, 1),
@@ -97,7 +108,10 @@ FUNCTIONS: dict[str, tuple[Builder, int, int | None]] = {
     "where": (lambda c, a, b: sympy.Piecewise((a, c), (b, True)), 3, 3),
 }
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E, "inf": sympy.oo}
-RESERVED = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
+REDUCTIONS: dict[str, Callable[..., sympy.Expr]] = {"sum": sympy.Add, "prod": sympy.Mul}  # sum(expr, i, a, b)
+OPERATOR_WORDS = frozenset({"and", "or", "not", "if", "else", "in", "is", "True", "False", "None"})
+RESERVED = frozenset(FUNCTIONS) | frozenset(CONSTANTS) | frozenset(REDUCTIONS) | OPERATOR_WORDS
+KEYWORD_VARIABLE = "_keyword_"  # + a Python keyword used as a variable (lambda): a name users cannot write
 
 _COMPARE: dict[type[ast.cmpop], Callable[[sympy.Expr, sympy.Expr], sympy.Basic]] = {
     ast.Lt: sympy.Lt,
@@ -108,15 +122,10 @@ _COMPARE: dict[type[ast.cmpop], Callable[[sympy.Expr, sympy.Expr], sympy.Basic]]
     ast.NotEq: sympy.Ne,
 }
 _ARITHMETIC: dict[type[ast.operator], Callable[[sympy.Expr, sympy.Expr], sympy.Expr]] = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Mod: functions.Mod,
+    ast.Mod: functions.Mod,  # + - * / are chains: _Builder.chain
 }
 _HINTS: dict[type[ast.AST], str] = {
     ast.Attribute: "attribute access (a.b) is not part of the language",
-    ast.Subscript: "subscripts (a[i]) are not part of the language",
     ast.Lambda: "lambdas are not part of the language",
     ast.Constant: "only numbers are allowed as literals",
     ast.JoinedStr: "strings are not part of the language",
@@ -131,10 +140,11 @@ def symbol(name: str) -> sympy.Symbol:
 
 @dataclass(frozen=True)
 class Parsed:
-    """One parsed expression: its optional output name and its SymPy form."""
+    """One parsed expression: its optional output name, its SymPy form, and notes on how it was read."""
 
     name: str | None
     expr: sympy.Expr
+    notes: tuple[str, ...] = ()
 
 
 def parse(text: str) -> Parsed:
@@ -153,18 +163,30 @@ def parse(text: str) -> Parsed:
     body = text[start:]
     if not body:
         raise ExpressionError("empty expression", source=text, position=len(text))
-    python, origin = _rewrite(body)
+    python, origin, notes = _rewrite(body)
     try:
-        with warnings.catch_warnings():  # "invalid decimal literal" (1and), "invalid escape sequence"
-            warnings.simplefilter("ignore")
-            tree = ast.parse(python, mode="eval")
+        tree = _syntax_tree(python)
     except SyntaxError as e:
         at = len(origin) - 1 if not e.offset else min(e.offset - 1, len(origin) - 1)  # 0: at the end
         raise ExpressionError(f"syntax error: {e.msg}", source=text, position=start + origin[at]) from None
     builder = _Builder(text, start, python, origin)
     builder.screen(tree)
     with symbolic_time_limit("parsing"):
-        return Parsed(name, builder.number(tree.body))
+        return Parsed(name, builder.number(tree.body), tuple(notes))
+
+
+def _syntax_tree(python: str) -> ast.Expression:
+    """Python's syntax tree of ``python``. A chain ``a + b + c …`` is a tree as deep as it is long,
+    and building it recurses once per level, so the recursion limit is raised to the text's length
+    for the call (a 100,000-level chain takes 0.5 s and 10 MB of C stack, within a thread's 8)."""
+    limit = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(limit, len(python) + 1000))
+        with warnings.catch_warnings():  # "invalid decimal literal" (1and), "invalid escape sequence"
+            warnings.simplefilter("ignore")
+            return ast.parse(python, mode="eval")
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def parse_number(text: str) -> float:
@@ -174,17 +196,22 @@ def parse_number(text: str) -> float:
     parsed = parse(text)
     if parsed.name is not None or not functions.is_constant(parsed.expr):
         raise ExpressionError(f"{text!r} is not a number")
-    return evaluate_constant(parsed.expr)
+    value = evaluate_constant(parsed.expr)
+    if math.isnan(value):
+        raise ExpressionError(f"{text!r} is not a number (NaN)")
+    if math.isinf(value) and not parsed.expr.has(sympy.oo, sympy.S.NegativeInfinity):
+        raise ExpressionError(f"{text!r} overflows a double (largest 1.8e308); write inf for infinity")
+    return value
 
 
 def check_name(name: str, what: str, *, source: str | None = None, position: int | None = None) -> None:
     """Reject names that cannot be variables or outputs: not identifiers, keywords, functions."""
-    if not name.isidentifier() or keyword.iskeyword(name):
+    if not name.isidentifier():
         problem = "is not a plain identifier"
     elif name.startswith("_"):
         problem = "may not start with an underscore"
     elif name in RESERVED:
-        problem = "is the name of a function or constant"
+        problem = "is reserved (a function, constant or operator of the language)"
     else:
         return
     if source is None:
@@ -233,16 +260,21 @@ def _clean(text: str) -> str:
     return text
 
 
-def _rewrite(text: str) -> tuple[str, list[int]]:
-    """Python syntax for ``text`` and, for each of its characters, the offset it came from."""
+def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
+    """Python syntax for ``text``; for each of its characters, the offset it came from; and notes.
+
+    Products people write without ``*`` get one: ``2x``, ``x y``, ``x sin(x)``, ``(x+1)(x-1)``,
+    ``x(x+1)`` for a variable ``x``, ``x[1] x[2]``. A Python keyword that is not an operator of the
+    language (``lambda``, ``for``) is a variable, renamed to a name users cannot write."""
     out: list[str] = []
     origin: list[int] = []
+    notes: list[str] = []
 
-    def emit(chars: str, at: int) -> None:
+    def emit(chars: str, at: int, width: int = 1) -> None:
         out.append(chars)
-        origin.extend([at] * len(chars))
+        origin.extend(at + min(j, width - 1) for j in range(len(chars)))
 
-    previous: tokenize.TokenInfo | None = None
+    tokens: list[tokenize.TokenInfo] = []  # the significant tokens so far
     consumed = 0
     opened: list[int] = []  # offsets of the brackets still open
     try:
@@ -258,19 +290,33 @@ def _rewrite(text: str) -> tuple[str, list[int]]:
                 opened.pop()
             for i in range(consumed, begin):
                 emit(text[i], i)
-            implicit = (
-                previous is not None
-                and previous.type == tokenize.NUMBER
-                and ((token.type == tokenize.NAME and not keyword.iskeyword(token.string)) or token.string == "(")
-            )
-            if implicit:
+            previous = tokens[-1] if tokens else None
+            if previous is not None and _implicit_product(previous, token):
+                if token.string == "(" and previous.type == tokenize.NAME and previous.end == token.start:
+                    close = difflib.get_close_matches(previous.string, [*FUNCTIONS, *REDUCTIONS], n=1)
+                    if close:  # sinn(x): a typo more likely than the product sinn*(x)
+                        raise ExpressionError(
+                            f"unknown function {previous.string!r}",
+                            source=text,
+                            position=previous.start[1],
+                            hint=f"did you mean {close[0]}? (for a product, write {previous.string}*(...))",
+                        )
                 emit("*", begin)
+                if len(tokens) > 2 and tokens[-2].string == "/" and previous.type in (tokenize.NUMBER, tokenize.NAME):
+                    a, b, c = tokens[-3].string, previous.string, token.string if token.string != "(" else "(...)"
+                    notes.append(
+                        f"'{a}/{b} {c}' is read as ({a}/{b})*{c}: an implicit product binds like '*', as in "
+                        f"Mathematica and SymPy; write {a}/({b}*{c}) to divide by both"
+                    )
             if token.string == "^":
                 emit("**", begin)
+            elif token.type == tokenize.NAME and keyword.iskeyword(token.string) and token.string not in OPERATOR_WORDS:
+                emit(KEYWORD_VARIABLE + token.string, begin, end - begin)
             else:
                 for i in range(begin, end):
                     emit(text[i], i)
-            consumed, previous = end, token
+            consumed = end
+            tokens.append(token)
     except tokenize.TokenError as e:
         if opened:
             raise ExpressionError(
@@ -280,7 +326,24 @@ def _rewrite(text: str) -> tuple[str, list[int]]:
     for i in range(consumed, len(text)):
         emit(text[i], i)
     origin.append(len(text))  # the end of the text, where "unexpected end" errors point
-    return "".join(out), origin
+    return "".join(out), origin, notes
+
+
+def _implicit_product(left: tokenize.TokenInfo, right: tokenize.TokenInfo) -> bool:
+    """Whether ``left right`` is a product written without ``*``: an operand's end (a number, a
+    variable, ``)`` or ``]``) before an operand's start (a variable, ``(``, or a number after a bracket)."""
+
+    def word(token: tokenize.TokenInfo) -> bool:
+        return token.type == tokenize.NAME and token.string not in OPERATOR_WORDS
+
+    ends = left.type == tokenize.NUMBER or word(left) or left.string in (")", "]")
+    if not ends:
+        return False
+    if right.string == "(":
+        return not (word(left) and (left.string in FUNCTIONS or left.string in REDUCTIONS))  # a call
+    if word(right):
+        return True
+    return right.type == tokenize.NUMBER and left.string in (")", "]")
 
 
 class _Builder:
@@ -288,11 +351,20 @@ class _Builder:
 
     def __init__(self, text: str, start: int, python: str, origin: list[int]) -> None:
         self.text, self.start, self.python, self.origin = text, start, python, origin
+        self.indices: dict[str, int] = {}  # the index variables of the sum() and prod() being expanded
+        self.expanded = 0  # syntax-tree nodes that sum() and prod() have expanded to, against MAX_NODES
+        # ast counts bytes: the character at each byte offset (one entry per byte, computed once)
+        self.characters = [i for i, ch in enumerate(python) for _ in ch.encode()] + [len(python)]
+
+    def span(self, node: ast.AST) -> tuple[int, int]:
+        """Where ``node`` is in the Python text, in characters."""
+        begin = getattr(node, "col_offset", 0)
+        end = getattr(node, "end_col_offset", None)
+        return self.characters[begin], self.characters[end] if end is not None else len(self.python)
 
     def fail(self, message: str, node: ast.AST, hint: str | None = None) -> ExpressionError:
-        offset = getattr(node, "col_offset", 0)
-        chars = len(self.python.encode()[:offset].decode(errors="ignore"))  # ast counts bytes
-        return ExpressionError(message, source=self.text, position=self.start + self.origin[chars], hint=hint)
+        at = self.span(node)[0]
+        return ExpressionError(message, source=self.text, position=self.start + self.origin[at], hint=hint)
 
     def screen(self, tree: ast.Expression) -> None:
         """Enforce the node-count and depth limits before any recursion or SymPy work."""
@@ -305,7 +377,10 @@ class _Builder:
                 raise self.fail(f"expression has more than {MAX_NODES} parts", tree.body)
             if depth > MAX_DEPTH:
                 raise self.fail(f"expression is nested more than {MAX_DEPTH} levels deep", node)
-            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+            group = _chain_group(node)
+            stack.extend(
+                (child, depth + (group is None or _chain_group(child) != group)) for child in ast.iter_child_nodes(node)
+            )
 
     def number(self, node: ast.expr) -> sympy.Expr:
         """Build ``node`` where a number is expected: a condition becomes 1 or 0."""
@@ -332,6 +407,8 @@ class _Builder:
             return self.literal(node)
         if isinstance(node, ast.Name):
             return self.name(node)
+        if _chain_group(node) is not None:
+            return self.chain(node)
         if isinstance(node, ast.BinOp):
             left, right = self.number(node.left), self.number(node.right)
             if isinstance(node.op, ast.Pow):
@@ -365,34 +442,105 @@ class _Builder:
             )
         if isinstance(node, ast.Call):
             return self.call(node)
+        if isinstance(node, ast.Subscript):
+            return self.indexed(node)
         raise self.fail(f"{_describe(node)} is not allowed", node, _HINTS.get(type(node)))
+
+    def chain(self, node: ast.BinOp) -> sympy.Expr:
+        """``a + b - c …`` as one Add, ``a * b / c …`` as one Mul, built without recursion (a
+        script's sum of 5,000 terms is a chain 5,000 deep) and without SymPy re-flattening each step."""
+        group = _chain_group(node)
+        operands: list[tuple[ast.expr, bool]] = []  # (operand, subtracted or divided by)
+        stack: list[tuple[ast.expr, bool]] = [(node, False)]
+        while stack:
+            item, inverted = stack.pop()
+            if _chain_group(item) == group:
+                assert isinstance(item, ast.BinOp)
+                stack.append((item.right, inverted != isinstance(item.op, (ast.Sub, ast.Div))))
+                stack.append((item.left, inverted))
+            else:
+                operands.append((item, inverted))
+        values = [(self.number(item), inverted) for item, inverted in operands]
+        if group is ast.Add:
+            return sympy.Add(*(-v if inverted else v for v, inverted in values))
+        return sympy.Mul(*(1 / v if inverted else v for v, inverted in values))
 
     def literal(self, node: ast.Constant) -> sympy.Expr:
         if type(node.value) not in (int, float):
             raise self.fail(f"{_describe(node)} is not allowed", node, _HINTS[ast.Constant])
-        text = ast.get_source_segment(self.python, node) or repr(node.value)
+        begin, end = self.span(node)
+        text = self.python[begin:end]
         if len(text) > MAX_LITERAL:
             raise self.fail(f"number literal is longer than {MAX_LITERAL} characters", node)
         text = text.replace("_", "")
         return sympy.Integer(text) if isinstance(node.value, int) else sympy.Float(text)
 
     def name(self, node: ast.Name) -> sympy.Expr:
+        if node.id in self.indices:
+            return sympy.Integer(self.indices[node.id])
         if node.id in CONSTANTS:
             return CONSTANTS[node.id]
-        if node.id in FUNCTIONS:
+        if node.id in FUNCTIONS or node.id in REDUCTIONS:
             raise self.fail(f"{node.id!r} is a function", node, f"call it: {node.id}(...)")
+        if node.id.startswith(KEYWORD_VARIABLE):
+            return symbol(node.id.removeprefix(KEYWORD_VARIABLE))
         if node.id.startswith("_"):
             raise self.fail(f"names may not start with an underscore: {node.id!r}", node)
         return symbol(node.id)
+
+    def whole(self, node: ast.expr, what: str) -> int:
+        """``node`` as an integer: an index or a bound, computed from the indices in scope."""
+        value = self.number(node)
+        if not (isinstance(value, sympy.Integer) or (value.is_Number and value == int(value))):
+            raise self.fail(f"{what} must be a whole number, got {self.segment(node)}", node)
+        return int(value)
+
+    def indexed(self, node: ast.Subscript) -> sympy.Expr:
+        """``x[i+1]`` inside a sum over i (or ``x[3]`` anywhere): the variable ``x_4`` (``x_3``)."""
+        if not isinstance(node.value, ast.Name) or node.value.id in RESERVED or node.value.id in self.indices:
+            raise self.fail("only a variable can be indexed, as in x[i]", node)
+        base = self.name(node.value)
+        if isinstance(node.slice, (ast.Slice, ast.Tuple)):
+            raise self.fail("an index is one whole number, as in x[i] or x[i+1]", node.slice)
+        free = [n.id for n in ast.walk(node.slice) if isinstance(n, ast.Name) and n.id not in self.indices]
+        if free and free[0] not in RESERVED:
+            raise self.fail(f"{free[0]!r} is not the index of a sum() or prod() around it", node.slice)
+        index = self.whole(node.slice, "an index")
+        if index < 0:
+            raise self.fail(f"an index must be 0 or more, got {index}", node.slice)
+        return symbol(f"{base}_{index}")
+
+    def reduction(self, node: ast.Call, name: str) -> sympy.Expr:
+        """``sum(expr, i, a, b)``: expr at i = a, a+1, …, b, added (``prod``: multiplied); the
+        empty range (b < a) gives 0 (1). Expanded here, so every term is an ordinary expression."""
+        if len(node.args) != 4 or node.keywords:
+            raise self.fail(f"{name}() takes 4 arguments: {name}(expr, i, first, last)", node)
+        body, index, first, last = node.args
+        if not isinstance(index, ast.Name) or index.id in RESERVED or index.id.startswith("_"):
+            raise self.fail(f"the second argument of {name}() is the index's name, as in {name}(x[i], i, 1, 9)", index)
+        if index.id in self.indices:
+            raise self.fail(f"the index {index.id!r} is already the index of an enclosing sum or prod", index)
+        low, high = (
+            self.whole(first, f"the first value of {index.id}"),
+            self.whole(last, f"the last value of {index.id}"),
+        )
+        size = sum(1 for _ in ast.walk(body))
+        self.expanded += size * max(high - low + 1, 0)
+        if self.expanded > MAX_NODES:
+            raise self.fail(f"{name}() expands to more than {MAX_NODES:,} parts", node, "try fewer terms")
+        terms = []
+        for value in range(low, high + 1):
+            self.indices[index.id] = value
+            terms.append(self.number(body))
+        self.indices.pop(index.id, None)
+        return REDUCTIONS[name](*terms)
 
     def call(self, node: ast.Call) -> sympy.Basic:
         if not isinstance(node.func, ast.Name):
             raise self.fail("only named functions can be called", node, "e.g. sin(x)")
         name = node.func.id
-        if name not in FUNCTIONS:
-            close = difflib.get_close_matches(name, FUNCTIONS, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"did you mean {name}*(...)?"
-            raise self.fail(f"unknown function {name!r}", node, hint)
+        if name in REDUCTIONS:
+            return self.reduction(node, name)
         if node.keywords:
             raise self.fail(f"{name}() takes no keyword arguments", node.keywords[0].value)
         starred = [a for a in node.args if isinstance(a, ast.Starred)]
@@ -417,9 +565,7 @@ class _Builder:
 
     def segment(self, node: ast.AST) -> str:
         """The user's text for ``node``."""
-        python = self.python.encode()
-        begin = len(python[: getattr(node, "col_offset", 0)].decode(errors="ignore"))
-        end = len(python[: getattr(node, "end_col_offset", len(python))].decode(errors="ignore"))
+        begin, end = self.span(node)
         return self.text[self.start + self.origin[begin] : self.start + self.origin[end - 1] + 1]
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
@@ -451,6 +597,16 @@ def _digits(number: sympy.Number) -> float:
         _, mantissa, exponent, _ = number._mpf_
         return abs(exponent + mantissa.bit_length()) * math.log10(2)
     return math.inf  # oo, nan: no power of them is worth folding
+
+
+def _chain_group(node: ast.AST) -> type[ast.operator] | None:
+    """ast.Add for ``+`` and ``-``, ast.Mult for ``*`` and ``/``: the links of a flat chain."""
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            return ast.Add
+        if isinstance(node.op, (ast.Mult, ast.Div)):
+            return ast.Mult
+    return None
 
 
 def _describe(node: ast.AST) -> str:

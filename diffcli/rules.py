@@ -80,9 +80,19 @@ RULES: dict[type[sympy.Basic], Rule] = {
     sympy.acos: Rule("torch.acos", lambda u: [-1 / sympy.sqrt(_one_minus_square(u))], taylor="acos"),
     sympy.atan: Rule("torch.atan", lambda u: [fn.datan(u)], taylor="atan"),
     fn.atan2: Rule("torch.atan2", lambda y, x: [fn.atan2_d(y, x), -fn.atan2_d(x, y)], _at_origin, taylor="atan2"),
+    sympy.cot: Rule("cot", lambda u: [-(sympy.csc(u) ** 2)], taylor="cot"),
+    sympy.sec: Rule("sec", lambda u: [sympy.sec(u) * sympy.tan(u)], taylor="sec"),
+    sympy.csc: Rule("csc", lambda u: [-sympy.csc(u) * sympy.cot(u)], taylor="csc"),
+    sympy.acot: Rule("acot", lambda u: [-fn.datan(u)], _at_zero, taylor="acot"),  # jumps from -pi/2 to pi/2
+    sympy.asec: Rule("asec", lambda u: [1 / (sympy.Abs(u) * sympy.sqrt((u - 1) * (u + 1)))], taylor="asec"),
+    sympy.acsc: Rule("acsc", lambda u: [-1 / (sympy.Abs(u) * sympy.sqrt((u - 1) * (u + 1)))], taylor="acsc"),
+    sympy.sinc: Rule("sinc", lambda u: [fn.sinc_d(1, u)], taylor="sinc"),
     sympy.sinh: Rule("torch.sinh", lambda u: [sympy.cosh(u)], taylor="sinh"),
     sympy.cosh: Rule("torch.cosh", lambda u: [sympy.sinh(u)], taylor="cosh"),
     sympy.tanh: Rule("torch.tanh", lambda u: [fn.sech2(u)], taylor="tanh"),
+    sympy.coth: Rule("coth", lambda u: [-(sympy.csch(u) ** 2)], taylor="coth"),  # not 1 - coth²: 0 past 19
+    sympy.sech: Rule("sech", lambda u: [-sympy.sech(u) * sympy.tanh(u)], taylor="sech"),
+    sympy.csch: Rule("csch", lambda u: [-sympy.csch(u) * sympy.coth(u)], taylor="csch"),
     sympy.asinh: Rule("torch.asinh", lambda u: [fn.dasinh(u)], taylor="asinh"),
     sympy.acosh: Rule("torch.acosh", lambda u: [fn.dacosh(u)], taylor="acosh"),
     sympy.atanh: Rule("torch.atanh", lambda u: [fn.datanh(u)], taylor="atanh"),
@@ -140,6 +150,7 @@ RULES: dict[type[sympy.Basic], Rule] = {
     fn.hypot_daa: Rule("hypot_daa", None),
     fn.hypot_dab: Rule("hypot_dab", None),
     fn.dirac: Rule("dirac", lambda u: [fn.dirac(u)]),
+    fn.sinc_d: Rule("sinc_d", lambda n, u: [ZERO, fn.sinc_d(n + 1, u)]),
     fn.floor_quotient: Rule("floor_quotient", lambda x, y: [ZERO, ZERO]),
 }
 

@@ -439,3 +439,73 @@ def extremum(pick: Callable[[Tensor, Tensor], Tensor], *args: Series) -> Series:
     for a, w in zip(args[1:], attained[1:]):
         total = total + a.scaled(w / count)
     return total.with_value(best)
+
+
+def _pair(u: Series, starts: Sequence[Tensor], r_sign: int, q_sign: int, squared: int, one: int) -> list[Series]:
+    """(r, q) with r' = r_sign·r·q and q' = one + q_sign·(r² if squared == 0 else q²): the pairs
+    (sec, tan), (csc, cot), (sech, tanh), (csch, coth), each from its accurate value and none
+    through a division that overflows (sech at 800 is 0, and so are its derivatives)."""
+
+    def rates(ys: list[list[Tensor]], k: int) -> list[Tensor]:
+        square = q_sign * product(ys[squared], ys[squared], k, u.basis)
+        return [r_sign * product(ys[0], ys[1], k, u.basis), square + one if k == 0 else square]
+
+    return _flow(u, starts, rates)
+
+
+def sec(u: Series) -> Series:  # sec' = sec·tan, tan' = 1 + tan²
+    return _pair(u, [special.sec(u.value), torch.tan(u.value)], 1, 1, 1, 1)[0]
+
+
+def csc(u: Series) -> Series:  # csc' = -csc·cot, cot' = -1 - cot²
+    return _pair(u, [special.csc(u.value), special.cot(u.value)], -1, -1, 1, -1)[0]
+
+
+def cot(u: Series) -> Series:
+    return _pair(u, [special.csc(u.value), special.cot(u.value)], -1, -1, 1, -1)[1]
+
+
+def sech(u: Series) -> Series:  # sech' = -sech·tanh, tanh' = sech²
+    return _pair(u, [special.sech(u.value), torch.tanh(u.value)], -1, 1, 0, 0)[0]
+
+
+def csch(u: Series) -> Series:  # csch' = -csch·coth, coth' = -csch²
+    return _pair(u, [special.csch(u.value), special.coth(u.value)], -1, -1, 0, 0)[0]
+
+
+def coth(u: Series) -> Series:
+    return _pair(u, [special.csch(u.value), special.coth(u.value)], -1, -1, 0, 0)[1]
+
+
+def acot(u: Series) -> Series:
+    """acot' = -atan': atan's series negated, from acot's own value."""
+    return (-atan(u)).with_value(special.acot(u.value))
+
+
+def _reciprocal(u: Series) -> Series:
+    return Series.constant(u.basis, torch.ones_like(u.value)) / u
+
+
+def asec(u: Series) -> Series:
+    return acos(_reciprocal(u))
+
+
+def acsc(u: Series) -> Series:
+    return asin(_reciprocal(u))
+
+
+def sinc(u: Series) -> Series:
+    """sin(u)/u where |u0| >= 1; nearer 0, where that division loses digits (and fails at 0), the
+    power series Σ (-1)^k u^(2k)/(2k+1)! in the series' arithmetic, by Horner's rule."""
+    near = u.value.abs() < 1
+    far = u.with_value(torch.where(near, 1.0, u.value))
+    divided = sin(far) / far
+    v = u.with_value(torch.where(near, u.value, 0.0))
+    square = v * v
+    terms = 12 + u.basis.order // 2  # u0² < 1: the k-th term is below 1/(2k+1)!, and order more
+    total = Series.constant(u.basis, torch.full_like(u.value, (-1) ** terms / math.factorial(2 * terms + 1)))
+    for k in reversed(range(terms)):
+        total = (total * square) + Series.constant(
+            u.basis, torch.full_like(u.value, (-1) ** k / math.factorial(2 * k + 1))
+        )
+    return select(near, total, divided)

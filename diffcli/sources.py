@@ -48,8 +48,9 @@ class Grid(Group):
 
     def pick(self, index: np.ndarray) -> np.ndarray:
         # torch.linspace's rule: step from the start for the first half, from the stop for the rest
+        # (one value: the start, as torch.linspace(0, 1, 1) is [0.])
         step = (self.stop - self.start) / (self.count - 1) if self.count > 1 else 0.0
-        first_half = index < self.count // 2
+        first_half = index < max(self.count // 2, 1)
         values = np.where(first_half, self.start + index * step, self.stop - (self.count - 1 - index) * step)
         return values.reshape(-1, 1)
 
@@ -164,4 +165,6 @@ def _number(text: str, what: str) -> float:
     try:
         return parse_number(text)
     except DiffcliError as e:
+        if e.message.startswith(repr(text.strip())):  # parse_number's own: it names the text
+            raise UsageError(f"{what}: {e.message}") from None
         raise UsageError(f"{what}: {text.strip()!r} is not a number ({e.message})") from None

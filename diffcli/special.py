@@ -258,3 +258,66 @@ def hypot_daa(a: Tensor, b: Tensor) -> Tensor:
 def hypot_dab(a: Tensor, b: Tensor) -> Tensor:
     h = torch.hypot(a, b)
     return -(a / h) * (b / h) / h
+
+
+def cot(x: Tensor) -> Tensor:
+    return 1 / torch.tan(x)
+
+
+def sec(x: Tensor) -> Tensor:
+    return 1 / torch.cos(x)
+
+
+def csc(x: Tensor) -> Tensor:
+    return 1 / torch.sin(x)
+
+
+def coth(x: Tensor) -> Tensor:
+    return 1 / torch.tanh(x)
+
+
+def sech(x: Tensor) -> Tensor:
+    return 1 / torch.cosh(x)  # 0 where cosh overflows, as sech underflows there
+
+
+def csch(x: Tensor) -> Tensor:
+    return 1 / torch.sinh(x)
+
+
+def acot(x: Tensor) -> Tensor:
+    """The principal value, in (-pi/2, pi/2]: pi/2 at 0 (and -0), as SymPy and mpmath."""
+    return torch.where(x == 0, math.pi / 2, torch.atan(1 / x))
+
+
+def asec(x: Tensor) -> Tensor:
+    return torch.acos(1 / x)
+
+
+def acsc(x: Tensor) -> Tensor:
+    return torch.asin(1 / x)
+
+
+SINC_SERIES_BELOW = 2.0  # |x| under which sinc's derivatives come from its power series (no cancellation)
+
+
+def sinc(x: Tensor) -> Tensor:
+    return torch.where(x == 0, 1.0, torch.sin(x) / torch.where(x == 0, 1.0, x))
+
+
+def sinc_d(n: int | Tensor, x: Tensor) -> Tensor:
+    """The n-th derivative of sinc(x) = sin(x)/x. Below |x| = 2 its power series
+    Σ (-1)^k x^(2k-n) / ((2k+1)·(2k-n)!), whose terms fall fast (x = 1e-8 has no cancellation to
+    lose digits to); beyond, Leibniz's rule on sin(x)·(1/x), whose terms are then small."""
+    n = int(n)
+    small = x.abs() < SINC_SERIES_BELOW
+    z = torch.where(small, x, 0.0)
+    series = torch.zeros_like(x)
+    for k in reversed(range((n + 1) // 2, (n + 41) // 2)):  # 2k - n from 0 or 1 to ~40: 2^40/40! < 1e-36
+        series = series + (-1) ** k / ((2 * k + 1) * math.factorial(2 * k - n)) * z ** (2 * k - n)
+    w = torch.where(small, 1.0, x)
+    sin, cos = torch.sin(w), torch.cos(w)
+    turns = (sin, cos, -sin, -cos)  # sin^(m) = sin(x + m·pi/2)
+    leibniz = sum(
+        math.comb(n, j) * turns[(n - j) % 4] * ((-1) ** j * math.factorial(j) / w ** (j + 1)) for j in range(n + 1)
+    )
+    return torch.where(small, series, leibniz)

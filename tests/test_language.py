@@ -61,7 +61,6 @@ def test_every_function_parses(name):
 EXPLOITS = [
     "__import__('os').system('id')",
     "().__class__.__bases__[0].__subclasses__()",
-    "print(hello)",
     "eval('1')",
     "exec('import os')",
     "open('/etc/passwd')",
@@ -72,13 +71,11 @@ EXPLOITS = [
     "getattr(x, 'real')",
     "f'{x}'",
     "'a' * 10",
-    "x[0]",
     "{1: 2}",
     "(x := 1)",
     "sin(x, foo=1)",
     "sin(*x)",
     "x; import os",
-    "import os",
     "x\x00",
 ]
 

@@ -16,6 +16,8 @@ x, y = symbol("x"), symbol("y")
 # arguments inside each function's real domain
 DOMAINS = {
     "acosh": (1.1, 3.0),
+    "asec": (1.1, 3.0),
+    "acsc": (1.1, 3.0),
     "asin": (-0.9, 0.9),
     "acos": (-0.9, 0.9),
     "atanh": (-0.9, 0.9),
