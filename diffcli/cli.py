@@ -33,9 +33,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: Rich's help renderer doubled the time of --help (0.05 -> 0.10 s)
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 expression rejected, 4 bad input data, 130 interrupted.",
+    epilog="Exit codes: 0 ok, 1 internal error, 2 usage, 3 expression rejected, 4 bad input data, "
+    "5 a check or --expect failed, 130 interrupted, 141 the reader of stdout left.",
 )
 _debug = False
+
+
+def _argument_usage(self: Any) -> str:
+    name = self.display_name_raw
+    return name if self.nargs == 1 or name.endswith("...") else f"{name}..."
+
+
+# Help as users write commands: `diffcli grad EXPR` (typer writes `{EXPR}`, and `EXPR <str>` below)
+typer.core.TyperArgument._usage_display_name = _argument_usage  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 
 
 def _version(value: bool) -> None:
@@ -64,6 +75,15 @@ def _option(name: str, kind: Any, default: Any, *flags: str, **settings: Any) ->
     return _parameter(name, Annotated[kind, typer.Option(*flags, **settings)], default)
 
 
+def _choices(*values: str) -> Any:
+    """Shell completion of an option's values (validation stays the command's, with its message)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [v for v in values if v.startswith(incomplete)]
+
+    return complete
+
+
 _Text = str | None
 _Many = list[str] | None
 EXPRESSIONS = _parameter(
@@ -77,23 +97,56 @@ COMMON = [
     _option("at", _Many, None, "--at", metavar="NAME=VALUE,...", help="A point; repeat for a list of points."),
     _option("grid", _Many, None, "--grid", metavar="NAME=START:STOP:COUNT", help="COUNT values, ends included."),
     _option("aux", _Many, None, "--aux", metavar="NAME=EXPR", help="An auxiliary output, not differentiated."),
-    _option("device", str, "auto", "--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps."),
-    _option("dtype", str, "float64", "--dtype", metavar="DTYPE", help="float64 or float32."),
     _option(
-        "fmt", str, "auto", "--format", "-f", metavar="FORMAT", help="auto, table, csv, tsv, json, ndjson, parquet."
+        "device",
+        str,
+        "auto",
+        "--device",
+        metavar="DEVICE",
+        autocompletion=_choices("auto", "cpu", "cuda", "mps"),
+        help="auto, cpu, cuda, cuda:N or mps.",
+    ),
+    _option(
+        "dtype",
+        str,
+        "float64",
+        "--dtype",
+        metavar="DTYPE",
+        autocompletion=_choices("float64", "float32"),
+        help="float64 or float32.",
+    ),
+    _option(
+        "fmt",
+        str,
+        "auto",
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        autocompletion=_choices("auto", "table", "csv", "tsv", "json", "ndjson", "parquet"),
+        help="auto, table, csv, tsv, json, ndjson, parquet.",
     ),
     _option("output", _Text, None, "--output", "-o", metavar="FILE", help="Write here, whole or not at all."),
     _option("precision", int | None, None, "--precision", metavar="DIGITS", help="Significant digits to write."),
     _option("symbolic", bool, False, "--symbolic", help="Also print each formula, simplified."),
     _option("latex", bool, False, "--latex", help="Also print each formula as LaTeX."),
     _option("input", _Text, None, "--input", "-i", metavar="FILE|-", help="Evaluate at every row of a file."),
-    _option("input_format", _Text, None, "--input-format", metavar="FORMAT", help="csv, tsv, json, ndjson, parquet."),
+    _option(
+        "input_format",
+        _Text,
+        None,
+        "--input-format",
+        metavar="FORMAT",
+        autocompletion=_choices("csv", "tsv", "json", "ndjson", "parquet"),
+        help="csv, tsv, json, ndjson, parquet.",
+    ),
     _option("no_header", bool, False, "--no-header", help="The input has no header line; see --columns."),
     _option("columns", _Text, None, "--columns", metavar="A,B", help="Names of the input's columns."),
     _option("mapping", _Many, None, "--map", metavar="VAR=COLUMN", help="Take VAR from input column COLUMN."),
     _option("delimiter", _Text, None, "--delimiter", metavar="CHAR", help="The input's field separator."),
     _option("skip_bad_rows", bool, False, "--skip-bad-rows", help="Skip bad input rows, counted on stderr."),
-    _option("batch_size", int, 65_536, "--batch-size", help="Rows read, computed and written at a time."),
+    _option(
+        "batch_size", int, 65_536, "--batch-size", metavar="ROWS", help="Rows read, computed and written at a time."
+    ),
 ]
 WRT = _option("wrt", _Text, None, "--wrt", metavar="X,Y", help="Differentiate with respect to these (default: all).")
 TANGENT = _option("tangent", _Text, None, "--tangent", metavar="X=1,Y=0", help="v of J·v; missing components are 0.")
@@ -135,12 +188,23 @@ COMMANDS = {
 }
 
 
+TOLERANCES = [
+    _option("rtol", float | None, None, "--rtol", metavar="TOL", help="Relative tolerance (default: sqrt(eps)/10)."),
+    _option("atol", float | None, None, "--atol", metavar="TOL", help="Absolute tolerance (default: as --rtol)."),
+]
+EXPECT = [
+    _option("expect", _Many, None, "--expect", metavar="COLUMN=VALUE,...", help="Exit 5 unless every row gives this."),
+    _option("expect_file", _Text, None, "--expect-file", metavar="FILE", help="Exit 5 unless the rows match these."),
+    *TOLERANCES,
+]
+
+
 def _register(operation: str, parameters: list[inspect.Parameter], doc: str) -> None:
     def command(**options: Any) -> None:
         with _error_boundary():
-            _run(operation, source=_Input.taken(options), **options)
+            _run(operation, source=_Input.taken(options), gate=_Gate.taken(options), **options)
 
-    command.__signature__ = inspect.Signature([*parameters, *COMMON])  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature([*parameters, *COMMON, *EXPECT])  # type: ignore[attr-defined]
     command.__doc__ = doc
     command.__name__ = operation
     app.command(operation)(command)
@@ -151,9 +215,9 @@ for _operation, (_parameters, _doc) in COMMANDS.items():
 
 
 CHECK_OPTIONS = [
-    _option("order", int, 1, "--order", help="1: the gradient; 2: also the Hessian."),
-    _option("rtol", float | None, None, "--rtol", help="Relative tolerance (default: sqrt(eps)/10 of the dtype)."),
-    _option("atol", float | None, None, "--atol", help="Absolute tolerance (default: as --rtol)."),
+    _option("order", int, 1, "--order", metavar="N", help="1: the gradient; 2: also the Hessian."),
+    _option("allow_kinks", bool, False, "--allow-kinks", help="Report kinks, but do not count them as failures."),
+    *TOLERANCES,
 ]
 
 
@@ -179,7 +243,15 @@ SCAN_OPTIONS = [
     _option("steps", int, ..., "--steps", metavar="N", help="How many times the update is applied."),
     _option("outputs", _Many, None, "--output-expr", metavar="NAME=EXPR", help="Outputs of the final state."),
     _option("trajectory", bool, False, "--trajectory", help="Report every step, not only the last."),
-    _option("method", str, "auto", "--method", metavar="MODE", help="auto, forward or reverse (see the README)."),
+    _option(
+        "method",
+        str,
+        "auto",
+        "--method",
+        metavar="MODE",
+        autocompletion=_choices("auto", "forward", "reverse"),
+        help="auto, forward or reverse (see the README).",
+    ),
     _option(
         "check",
         bool,
@@ -187,13 +259,13 @@ SCAN_OPTIONS = [
         "--check",
         help="Instead of the results: forward mode against reverse mode and finite differences (exit 5 if apart).",
     ),
-    *CHECK_OPTIONS[1:],
+    *EXPECT,
 ]
 
 
 def _scan_command(**options: Any) -> None:
     with _error_boundary():
-        _scan(source=_Input.taken(options), **options)
+        _scan(source=_Input.taken(options), gate=_Gate.taken(options), **options)
 
 
 _scan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -303,7 +375,11 @@ def _start_in_background(idle: float) -> None:
 
 
 @app.command()
-def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")]) -> None:
+def completion(
+    shell: Annotated[
+        str, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", autocompletion=_choices("bash", "zsh", "fish"))
+    ],
+) -> None:
     """Print the shell completion script.
 
     Example: eval "$(diffcli completion bash)"
@@ -366,6 +442,7 @@ def _run(
     symbolic: bool,
     latex: bool,
     source: _Input,
+    gate: _Gate,
     wrt: str | None = None,
     tangent: str | None = None,
     cotangent: str | None = None,
@@ -374,11 +451,9 @@ def _run(
     """Parse, plan, read in batches, evaluate, write: the whole pipeline of one command."""
     _check_precision(precision)
 
-    from . import language  # SymPy: the expression is checked before polars and torch are loaded
-
     texts = [exprs] if isinstance(exprs, str) else exprs
-    parsed = [language.parse(t) for t in texts]
-    auxiliary = [language.parse(a) for a in aux or []]
+    parsed = _parse(texts)
+    auxiliary = _parse(aux or [])
     fmt = _format(fmt, output, source.input)
 
     from . import sinks, sources, transforms
@@ -406,9 +481,10 @@ def _run(
 
         torch_dtype, target = _torch(dtype, device)
         compute = pipeline.Evaluator(plan, from_file, torch_dtype, target)
+        expectations = gate.expectations(stack, torch_dtype, layout.columns)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
-        pipeline.run(frames, compute, sink.write, watch=_progress)
+        pipeline.run(frames, compute, gate.watching(expectations, sink.write), watch=_progress)
         sink.close()
     if reader is not None and reader.skipped:
         sys.stderr.write(f"diffcli: note: skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}\n")
@@ -420,6 +496,7 @@ def _run(
                 "or branch boundary); the derivatives there follow the conventions in the README\n"
             )
     _non_finite_notes(sink, fmt)
+    gate.verdict(expectations)
 
 
 def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
@@ -452,6 +529,60 @@ def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
                 bar.update(task, description=f"{rows:,} rows, {rows / elapsed:,.0f} rows/s")
     finally:
         bar.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gate:
+    """``--expect``, ``--expect-file`` and their tolerances: the results compared as they are written."""
+
+    expect: list[str] | None
+    expect_file: str | None
+    rtol: float | None
+    atol: float | None
+
+    @classmethod
+    def taken(cls, options: dict[str, Any]) -> _Gate:
+        return cls(**{f.name: options.pop(f.name) for f in dataclasses.fields(cls)})
+
+    def expectations(self, stack: contextlib.ExitStack, dtype: Any, columns: list[str]) -> Any:
+        """The expectations against the result ``columns`` (None if none), checked before any work."""
+        if not self.expect and self.expect_file is None:
+            return None
+        import polars as pl
+
+        from . import sources
+        from .expect import Expectations
+
+        each = {n: v for text in self.expect or [] for n, v in sources.assignments(text, "--expect").items()}
+        rows = None
+        if self.expect_file is not None:
+            reader = _reader(
+                stack, self.expect_file, _Input(self.expect_file, None, False, None, None, None, False, 65_536)
+            )
+            reader.numeric = set(reader.header()) & set(columns)
+            rows = pl.concat(list(reader), how="vertical_relaxed")
+        rtol, atol = _tolerances(self.rtol, self.atol, dtype)
+        expectations = Expectations(each, rows, rtol, atol)
+        expectations.bind(columns)
+        return expectations
+
+    @staticmethod
+    def watching(expectations: Any, write: Any) -> Any:
+        """``write``, comparing each batch first."""
+        if expectations is None:
+            return write
+
+        def checked(frame: Any) -> None:
+            expectations.check(frame)
+            write(frame)
+
+        return checked
+
+    @staticmethod
+    def verdict(expectations: Any) -> None:
+        """Exit 5 with one line if any result was off."""
+        if expectations is not None and expectations.report():
+            raise DisagreementError(f"--expect: {'; '.join(expectations.report())}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -526,8 +657,6 @@ def _scan(
     trajectory: bool,
     method: str,
     check: bool,
-    rtol: float | None,
-    atol: float | None,
     at: list[str] | None,
     grid: list[str] | None,
     device: str,
@@ -536,6 +665,7 @@ def _scan(
     output: str | None,
     precision: int | None,
     source: _Input,
+    gate: _Gate,
 ) -> None:
     """``diffcli scan``: the points as for every command, one run of the recurrence per point;
     with ``--check``, the report of ``check`` instead of the results."""
@@ -551,9 +681,11 @@ def _scan(
         raise UsageError("reverse mode differentiates the last step only; --trajectory needs --method forward")
     if check and (trajectory or method != "auto"):
         raise UsageError("--check compares both methods at the last step: drop --trajectory and --method")
+    if check and (gate.expect or gate.expect_file):
+        raise UsageError("--check reports instead of the results: --expect compares the results; use one")
 
-    parsed = [language.parse(u) for u in updates]
-    results = [language.parse(o) for o in outputs or []]
+    parsed = _parse(updates)
+    results = _parse(outputs or [])
     if any(r.name is None for r in results):
         raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
     fmt = _format(fmt, output, None if check else source.input)
@@ -579,7 +711,7 @@ def _scan(
         if check:
             from .check import ScanChecker
 
-            rtol, atol = _tolerances(rtol, atol, torch_dtype)
+            rtol, atol = _tolerances(gate.rtol, gate.atol, torch_dtype)
             checker = ScanChecker(recurrence, steps, rtol=rtol, atol=atol, dtype=torch_dtype, device=target)
             for frame in _progress(frames):
                 checker.add(frame)
@@ -587,16 +719,19 @@ def _scan(
             _report(checker.report.rows(), fmt, output)
             return
         layout = sinks.Layout([*coordinates, *(["step"] if trajectory else [])], recurrence.columns)
+        expectations = gate.expectations(stack, torch_dtype, layout.columns)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
+        write = gate.watching(expectations, sink.write)
         for frame in _progress(frames):
             for result in recurrence.run(
                 frame, steps, trajectory=trajectory, method=method, dtype=torch_dtype, device=target
             ):
-                sink.write(result)
+                write(result)
         sink.close()
     _conditioning_note(recurrence, torch_dtype)
     _non_finite_notes(sink, fmt)
+    gate.verdict(expectations)
 
 
 def _conditioning_note(recurrence: Any, dtype: Any) -> None:
@@ -610,6 +745,7 @@ def _check(
     exprs: list[str],
     wrt: str | None,
     order: int,
+    allow_kinks: bool,
     rtol: float | None,
     atol: float | None,
     at: list[str] | None,
@@ -625,9 +761,9 @@ def _check(
     if order not in (1, 2):
         raise UsageError(f"--order must be 1 or 2, got {order}")
     fmt = _format(fmt, output, None)
-    from . import language, transforms
+    from . import transforms
 
-    parsed = [language.parse(t) for t in exprs]
+    parsed = _parse(exprs)
     points = _points(at, grid)
     probe = transforms.plan("jacobian", parsed, wrt=[n.strip() for n in wrt.split(",")] if wrt else [])
     with contextlib.ExitStack() as stack:
@@ -638,12 +774,23 @@ def _check(
         torch_dtype, target = _torch(dtype, device)
         rtol, atol = _tolerances(rtol, atol, torch_dtype)
         checker = check.Checker(
-            parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=atol, dtype=torch_dtype, device=target
-        )
+            parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=atol, dtype=torch_dtype, device=target,
+            allow_kinks=allow_kinks,
+        )  # fmt: skip
         frames = points.frames(source.batch_size) if reader is None else map(points.cross, reader)
         for frame in pipeline.ahead(frames):
             checker.add(frame, from_file)
         _report(checker.report.rows(), fmt, output)
+
+
+def _parse(texts: list[str]) -> list[Any]:
+    """The parsed expressions; how an ambiguous one was read (1/2x) is a note on stderr."""
+    from . import language
+
+    parsed = [language.parse(t) for t in texts]
+    for note in (n for p in parsed for n in p.notes):
+        sys.stderr.write(f"diffcli: note: {note}\n")
+    return parsed
 
 
 def _tolerances(rtol: float | None, atol: float | None, dtype: Any) -> tuple[float, float]:
@@ -900,6 +1047,9 @@ def run(args: list[str]) -> int:
 
         completion_init()
     command = typer.main.get_command(app)
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:end]:  # an option of diffcli itself, taken after the subcommand too
+        args = ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
     try:
         code = command.main(args, prog_name="diffcli", standalone_mode=False)
     except _click.exceptions.NoArgsIsHelpError as e:

@@ -20,7 +20,7 @@ import sys
 import threading
 import tokenize
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import sympy
@@ -204,6 +204,16 @@ def parse_number(text: str) -> float:
     return value
 
 
+def in_order(names: Iterable[str]) -> list[str]:
+    """``names`` sorted with their numbers as numbers: x_2 before x_10, as people count."""
+    return sorted(names, key=lambda n: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", n)])
+
+
+def family(base: str, names: Iterable[str]) -> list[str]:
+    """The members ``base_1``, ``base_2``, … of an indexed family (from ``base[i]``) among ``names``."""
+    return in_order(n for n in names if re.fullmatch(rf"{re.escape(base)}_\d+", n))
+
+
 def check_name(name: str, what: str, *, source: str | None = None, position: int | None = None) -> None:
     """Reject names that cannot be variables or outputs: not identifiers, keywords, functions."""
     if not name.isidentifier():
@@ -305,7 +315,7 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
                 if len(tokens) > 2 and tokens[-2].string == "/" and previous.type in (tokenize.NUMBER, tokenize.NAME):
                     a, b, c = tokens[-3].string, previous.string, token.string if token.string != "(" else "(...)"
                     notes.append(
-                        f"'{a}/{b} {c}' is read as ({a}/{b})*{c}: an implicit product binds like '*', as in "
+                        f"'{text[tokens[-3].start[1] : end]}' is read as ({a}/{b})*{c}: an implicit product binds like '*', as in "
                         f"Mathematica and SymPy; write {a}/({b}*{c}) to divide by both"
                     )
             if token.string == "^":

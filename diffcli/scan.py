@@ -30,7 +30,7 @@ import torch
 
 from . import lower, pipeline, rules
 from .errors import ExpressionError, UsageError
-from .language import Parsed, option_name, symbol
+from .language import Parsed, in_order, option_name, symbol
 from .transforms import Differentiator, set_order, variables_of
 
 Column = tuple[tuple[str, ...], str]  # (JSON path, column)
@@ -72,7 +72,7 @@ class Scan:
         named = bool(outputs)  # --output-expr names its columns; the default, the states, reads "value"
         outputs = list(outputs) or [Parsed(s, symbol(s)) for s in self.states]
         free = set().union(*(variables_of(e.expr) for e in [*updates, *outputs]))
-        self.parameters = tuple(sorted(free - set(self.states)))
+        self.parameters = tuple(in_order(free - set(self.states)))
         self.initial = initial = {f"{s}0": s for s in self.states}  # the names of the initial values
         clash = sorted(set(initial) & set(self.parameters))
         if clash:

@@ -20,7 +20,7 @@ import sympy
 
 from . import functions, rules
 from .errors import ExpressionError, UsageError
-from .language import SYMBOLIC_SECONDS, Parsed, option_name, symbol, symbolic_time_limit
+from .language import SYMBOLIC_SECONDS, Parsed, family, in_order, option_name, symbol, symbolic_time_limit
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -98,7 +98,7 @@ def plan(
     if operation == "derivative":
         if not wrt and len(free) != 1:
             raise UsageError("derivative needs --wrt (the expression has several variables)")
-        wrt = list(wrt) or sorted(free)
+        wrt = list(wrt) or in_order(free)
         if order is not None:
             if order < 0 or len(wrt) != 1:
                 raise UsageError("--order N needs N >= 0 and one --wrt variable")
@@ -106,7 +106,7 @@ def plan(
         if len(wrt) > MAX_ORDER:
             raise UsageError(f"derivatives of order above {MAX_ORDER} are not offered, got {len(wrt)}")
     else:
-        wrt = tuple(set_order(wrt)) if wrt else tuple(sorted(free))
+        wrt = tuple(set_order(members(wrt, free))) if wrt else tuple(in_order(free))
     if operation == "taylor":
         order = 5 if order is None else order
         if not 0 <= order <= MAX_ORDER:
@@ -161,7 +161,7 @@ def plan(
                 weighted = tuple(value_of[n] for n in names if weights[n])
                 quantities.append(Quantity(("vjp", v), f"vjp_{v}", total, weighted))
         elif operation == "derivative" and taylor_mode:
-            variables = tuple(sorted(set(wrt)))
+            variables = tuple(in_order(set(wrt)))
             exponents = tuple(wrt.count(v) for v in variables)
             if math.prod(e + 1 for e in exponents) > MAX_COEFFICIENTS:
                 raise UsageError(
@@ -184,7 +184,11 @@ def plan(
     _check_unique([q.column for q in quantities], needed)
     places = () if operation == "value" else tuple((n, rules.kinks(e)) for n, e in zip(names, exprs))
     return Plan(
-        tuple(quantities), tuple(sorted(needed)), tuple(names), wrt, tuple(k for k in places if k[1] is not sympy.false)
+        tuple(quantities),
+        tuple(in_order(needed)),
+        tuple(names),
+        wrt,
+        tuple(k for k in places if k[1] is not sympy.false),
     )
 
 
@@ -265,6 +269,12 @@ def _formula(q: Quantity, *, expanded: bool = True) -> sympy.Expr:
 def plain(expr: sympy.Basic) -> sympy.Basic:
     """``expr`` with the derivatives' accurate forms written as the textbook formulas they compute."""
     return expr.replace(lambda e: isinstance(e, functions.Helper), lambda e: e.plain())
+
+
+def members(names: Sequence[str], free: set[str]) -> list[str]:
+    """``names``, each family name that is not itself a variable (``x`` for x[1], x[2], …)
+    replaced by its members."""
+    return [m for n in names for m in (family(n, free) if n not in free and family(n, free) else [n])]
 
 
 def set_order(names: Sequence[str]) -> list[str]:
