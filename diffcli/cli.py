@@ -667,19 +667,22 @@ def _report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
 
 
 def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> None:
+    """The check report in ``fmt``: JSON, CSV and Parquet write a NaN or an infinity as null (strict
+    JSON), a table as ``nan`` or ``inf``."""
     import json
 
     import polars as pl
 
+    strict = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in rows]
     if fmt in ("json", "ndjson"):
-        lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in rows]
+        lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in strict]
         if fmt == "ndjson":
             text = "".join(line + "\n" for line in lines)
         else:
             text = "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
         stream.write(text.encode())
     elif fmt in ("csv", "tsv", "parquet"):
-        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} for r in rows])
+        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} for r in strict])
         if fmt == "parquet":
             flat.write_parquet(stream)
         else:
@@ -695,7 +698,7 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
                 return Text(", ".join(f"{k}={v!r}" for k, v in value.items()))
             if key == "ok":
                 return Text("ok" if value else "DISAGREE", style="" if value else "bold red")
-            return Text("inf" if value is None else repr(value) if isinstance(value, float) else str(value))
+            return Text(repr(value) if isinstance(value, float) else str(value))
 
         names = list(rows[0]) if rows else []
         cells = [[cell(k, v) for k, v in r.items()] for r in rows]

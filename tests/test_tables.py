@@ -8,13 +8,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 
 import pytest
 from rich.cells import cell_len
 from typer.testing import CliRunner
 
-from diffcli.cli import app
+from diffcli.cli import _write_report, app
 
 runner = CliRunner()
 WIDTHS = (40, 80, 120)
@@ -97,6 +98,29 @@ def test_check_table_splits_no_number():
     unlimited = render(args, None)
     for width in WIDTHS:
         assert_nothing_split(render(args, width), width, numbers, names, unlimited)
+
+
+@pytest.mark.parametrize("width", [None, 40])
+def test_check_table_tells_nan_from_infinity_and_json_says_null(monkeypatch, width):
+    row = {"output": "f1", "quantity": "grad_x", "engine": "finite differences", "max_abs": math.nan}
+    row |= {"max_rel": math.inf, "at": {"x": 0.0}, "failures": 1, "kinks": 0, "ok": False}
+    if width is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", str(width))
+    stream = io.BytesIO()
+    _write_report([row], "table", stream)
+    lines = stream.getvalue().decode().splitlines()
+    if width is None:  # a table: the header's cells over the row's
+        cells = [[c.strip() for c in re.split("[┃│]", line)[1:-1]] for line in lines if line[:1] in ("┃", "│")]
+        shown = dict(zip(*cells))
+    else:  # records
+        shown = dict(line.split(maxsplit=1) for line in lines[1:])
+    assert (shown["max_abs"], shown["max_rel"]) == ("nan", "inf")
+    stream = io.BytesIO()
+    _write_report([row], "json", stream)
+    got = json.loads(stream.getvalue())[0]
+    assert got["max_abs"] is None and got["max_rel"] is None
 
 
 def test_columns_that_are_not_a_positive_number_leave_the_width_unlimited():
