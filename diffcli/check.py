@@ -57,12 +57,14 @@ class Disagreement:
     digits: int | None = None  # of a scan: the correct digits its conditioning leaves, at worst
 
     def row(self) -> dict[str, object]:
+        """The report's row; the numbers as they are (a writer of strict JSON makes a NaN or an
+        infinity null; a table shows which it was)."""
         row: dict[str, object] = {
             "output": self.output,
             "quantity": self.quantity,
             "engine": self.engine,
-            "max_abs": self.max_abs if math.isfinite(self.max_abs) else None,
-            "max_rel": self.max_rel if math.isfinite(self.max_rel) else None,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
             "at": self.at,
             "failures": self.failures,
             "kinks": self.kinks,

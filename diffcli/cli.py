@@ -814,43 +814,49 @@ def _report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
 
 
 def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> None:
+    """The check report in ``fmt``: JSON, CSV and Parquet write a NaN or an infinity as null (strict
+    JSON), a table as ``nan`` or ``inf``."""
     import json
 
     import polars as pl
 
+    strict = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in rows]
     if fmt in ("json", "ndjson"):
-        lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in rows]
+        lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in strict]
         if fmt == "ndjson":
             text = "".join(line + "\n" for line in lines)
         else:
             text = "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
         stream.write(text.encode())
     elif fmt in ("csv", "tsv", "parquet"):
-        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} for r in rows])
+        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} for r in strict])
         if fmt == "parquet":
             flat.write_parquet(stream)
         else:
             flat.write_csv(stream, separator="," if fmt == "csv" else "\t")
     else:
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
+
+        from . import sinks
 
         def cell(key: str, value: Any) -> Text:
             if key == "at":
                 return Text(", ".join(f"{k}={v!r}" for k, v in value.items()))
             if key == "ok":
                 return Text("ok" if value else "DISAGREE", style="" if value else "bold red")
-            return Text("inf" if value is None else repr(value) if isinstance(value, float) else str(value))
+            return Text(repr(value) if isinstance(value, float) else str(value))
 
+        names = list(rows[0]) if rows else []
+        cells = [[cell(k, v) for k, v in r.items()] for r in rows]
         table = Table()
-        for name in rows[0] if rows else []:
+        for name in names:
             table.add_column(name, justify="left" if name in ("output", "quantity", "engine", "at") else "right")
-        for r in rows:
-            table.add_row(*(cell(k, v) for k, v in r.items()))
-        wrapper = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
-        Console(file=wrapper, highlight=False, width=None if stream.isatty() else 10_000).print(table)
-        wrapper.detach()
+        for row in cells:
+            table.add_row(*row)
+        records = [(f"row {i} of {len(rows)}", list(zip(names, row))) for i, row in enumerate(cells, 1)]
+        with sinks.rich_console(stream) as console:
+            sinks.show(console, [table], records)
 
 
 def _points(at: list[str] | None, grid: list[str] | None) -> Any:

@@ -10,8 +10,10 @@ writer counts the non-finite numbers per column so the caller can say so on stde
 from __future__ import annotations
 
 import abc
+import contextlib
 import io
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -22,6 +24,7 @@ from .errors import UsageError
 
 FORMATS = ("table", "csv", "tsv", "json", "ndjson", "parquet")
 TABLE_ROWS = 50  # rows a table shows; the rest are counted
+UNLIMITED = 10_000  # the width of a table outside a terminal, unless $COLUMNS says otherwise
 
 
 @dataclass
@@ -179,15 +182,11 @@ class ParquetSink(Sink):
 
 
 class TableSink(Sink):
-    """Rich tables: one point as variables × quantities (the Hessian a matrix); else a row per point."""
+    """Rich tables: one point as variables × quantities (the Hessian a matrix); else a row per point.
+    Tables wider than the console are listed point by point instead (``show``)."""
 
     def __init__(self, stream: IO[bytes], layout: Layout, precision: int | None, title: str) -> None:
         super().__init__(stream, layout, precision)
-        from rich.console import Console
-
-        self.text = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
-        # On a terminal, its width (long numbers fold); elsewhere as wide as the table needs.
-        self.console = Console(file=self.text, highlight=False, width=None if stream.isatty() else 10_000)
         self.title = title
         self.kept: list[pl.DataFrame] = []
 
@@ -201,32 +200,35 @@ class TableSink(Sink):
         from rich.text import Text
 
         shown = pl.concat(self.kept, how="vertical_relaxed") if self.kept else pl.DataFrame()
-        cells = [[_cell(v) for v in row] for row in shown.rows()]
         names = shown.columns
-        if self.rows == 1:
-            tables = self.one_point(dict(zip(names, cells[0])))
-        else:
-            hidden = self.rows - shown.height
-            caption = Text(f"{hidden} more rows not shown; use --format csv for all") if hidden else None
-            table = Table(title=Text(self.title), title_justify="left", caption=caption, caption_justify="left")
-            for name in names:
-                table.add_column(Text(name), justify="right", overflow="fold")
-            for row in cells:
-                table.add_row(*(Text(c) for c in row))
-            tables = [table]
-        for kind, texts in self.layout.formulas.items():
-            table = Table(title=Text(kind), title_justify="left")
-            table.add_column("quantity")
-            table.add_column("formula")
-            for column, text in texts.items():
-                table.add_row(Text(column), Text(text))
-            tables.append(table)
-        for table in tables:
-            self.console.print(table)
-        self.text.detach()  # flushes; without it, closing the wrapper would close the stream
+        cells = [[_cell(v) for v in row] for row in shown.rows()]
+        with rich_console(self.stream) as console:
+            if self.rows == 1:
+                show(console, self.one_point(dict(zip(names, cells[0]))), [(self.title, list(zip(names, cells[0])))])
+            else:
+                console.print(Text(self.title, style="table.title"), soft_wrap=True)
+                table = Table()
+                for name in names:
+                    table.add_column(Text(name), justify="right")
+                for row in cells:
+                    table.add_row(*map(Text, row))
+                points = [(f"point {i} of {self.rows}", list(zip(names, row))) for i, row in enumerate(cells, 1)]
+                show(console, [table], points)
+                hidden = self.rows - shown.height
+                if hidden:
+                    caption = f"{hidden} more rows not shown; use --format csv for all"
+                    console.print(Text(caption, style="table.caption"))
+            for kind, texts in self.layout.formulas.items():
+                table = Table(title=Text(kind), title_justify="left")
+                table.add_column("quantity")
+                table.add_column("formula")
+                for column, text in texts.items():
+                    table.add_row(Text(column), Text(text))
+                show(console, [table], [(kind, list(texts.items()))])
         super().close()
 
     def one_point(self, row: dict[str, str]) -> list[Any]:
+        """The outputs table and the variables table of the only point."""
         from rich.table import Table
         from rich.text import Text
 
@@ -253,11 +255,44 @@ class TableSink(Sink):
             table = Table()
             table.add_column(label)
             for header in headers:
-                table.add_column(Text(header), justify="right", overflow="fold")
+                table.add_column(Text(header), justify="right")
             for name, cells in rows.items():
                 table.add_row(Text(name), *(Text(cells.get(h, "")) for h in headers))
             tables.append(table)
         return tables
+
+
+@contextlib.contextmanager
+def rich_console(stream: IO[bytes]) -> Iterator[Any]:
+    """A Rich console on ``stream``: as wide as the terminal; elsewhere ``$COLUMNS`` wide if that
+    is a positive number (to render for a given width), else unlimited (as wide as a table needs)."""
+    from rich.console import Console
+
+    columns = os.environ.get("COLUMNS", "")
+    width = None if stream.isatty() else int(columns) if columns.isdigit() and int(columns) > 0 else UNLIMITED
+    text = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
+    yield Console(file=text, highlight=False, width=width)
+    text.detach()  # flushes; without it, closing the wrapper would close the stream
+
+
+def show(console: Any, tables: Sequence[Any], records: Sequence[tuple[str, Sequence[tuple[str, Any]]]]) -> None:
+    """``tables`` if they all fit the console's width; else the same numbers as ``records``, each a
+    titled block of ``name  value`` lines (like psql's expanded display). Rich would fit a wide
+    table by folding its numbers and headers; a record line wider than the console runs past
+    the edge instead, so a number is never split."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    natural = console.options.update_width(UNLIMITED)  # measured unconstrained: the width without folding
+    if all(console.measure(t, options=natural).maximum <= console.width for t in tables):
+        for table in tables:
+            console.print(table)
+        return
+    for title, pairs in records:
+        console.print(Text(f"── {title} ──"), soft_wrap=True)
+        width = max((cell_len(name) for name, _ in pairs), default=0)
+        for name, value in pairs:
+            console.print(Text.assemble(name, " " * (width - cell_len(name) + 2), value), soft_wrap=True)
 
 
 def _cell(value: object) -> str:
