@@ -315,8 +315,8 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
                 if len(tokens) > 2 and tokens[-2].string == "/" and previous.type in (tokenize.NUMBER, tokenize.NAME):
                     a, b, c = tokens[-3].string, previous.string, token.string if token.string != "(" else "(...)"
                     notes.append(
-                        f"'{text[tokens[-3].start[1] : end]}' is read as ({a}/{b})*{c}: an implicit product binds like '*', as in "
-                        f"Mathematica and SymPy; write {a}/({b}*{c}) to divide by both"
+                        f"'{text[tokens[-3].start[1] : end]}' is read as ({a}/{b})*{c}: an implicit product binds "
+                        f"like '*', as in Mathematica and SymPy; write {a}/({b}*{c}) to divide by both"
                     )
             if token.string == "^":
                 emit("**", begin)

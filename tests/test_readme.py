@@ -35,6 +35,6 @@ def test_readme_example(tmp_path, command, shown):
     for name, content in FILES.items():
         (tmp_path / name).write_text(content)
     line = re.sub(r"\bdiffcli\b(?= )", f"{sys.executable} -m diffcli", command, count=0)
-    env = {**os.environ, "DIFFCLI_NO_SERVER": "1"}
+    env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, "DIFFCLI_NO_SERVER": "1"}  # tables unbounded
     got = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert (got.stdout + got.stderr).rstrip("\n") == shown
