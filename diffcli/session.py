@@ -10,6 +10,7 @@ its evaluation. A request answers at most ``MAX_REQUEST_POINTS`` points.
 
 from __future__ import annotations
 
+import collections
 import io
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,8 @@ from . import language, pipeline, sinks, sources, transforms
 from .errors import DiffcliError, ExitCode, UsageError
 
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
+CHECK_FIELDS = ("op", "expr", "wrt", "order", "rtol", "atol", "allow_kinks", "dtype")
+SCAN_FIELDS = ("op", "expr", "init", "steps", "outputs", "wrt", "trajectory", "method", "dtype")
 CACHED = 256  # compiled formulas kept
 MAX_REQUEST_POINTS = 1_000_000  # per request: its answer is one line, built in memory (about 100 MB at this size)
 
@@ -56,32 +59,111 @@ class Session:
         return b'{"id":' + orjson.dumps(identity) + b"," + body[1:] + b"\n"
 
     def _evaluate(self, request: dict[str, Any]) -> bytes:
-        unknown = sorted(set(request) - {*FIELDS, "id", "at", "grid", "precision"})
+        fields = {"check": CHECK_FIELDS, "scan": SCAN_FIELDS}.get(request.get("op"), FIELDS)  # type: ignore[arg-type]
+        unknown = sorted(set(request) - {*fields, "id", "at", "grid", "precision"})
         if unknown:
-            raise UsageError(f"unknown request field {unknown[0]!r}", hint=f"fields: {', '.join(sorted(FIELDS))}")
-        plan, evaluate = self._compiled(request)
+            raise UsageError(f"unknown request field {unknown[0]!r}", hint=f"fields: {', '.join(sorted(fields))}")
         points = self._points(request)
         if len(points) > MAX_REQUEST_POINTS:
             raise UsageError(
                 f"a request answers at most {MAX_REQUEST_POINTS:,} points (one line); this one has {len(points):,}",
                 hint="for more, the command line streams: diffcli value EXPR --grid ...",
             )
-        missing = [v for v in plan.variables if v not in points.names]
+        if request.get("op") == "check":
+            return self._check(request, points)
+        notes: list[str] = []
+        if request.get("op") == "scan":
+            recurrence, steps, trajectory, method = self._scan(request, notes)
+            columns, variables, kinks = recurrence.columns, recurrence.parameters, None
+        else:
+            plan, evaluate = self._compiled(request, notes)
+            columns, variables = [(q.path, q.column) for q in plan.quantities], plan.variables
+            kinks = collections.Counter(evaluate.kinks)
+        missing = [v for v in variables if v not in points.names]
         if missing:
             raise UsageError(f'no value for {", ".join(missing)} in "at" or "grid"')
-        layout = sinks.Layout(points.names, [(q.path, q.column) for q in plan.quantities])
-        frame = evaluate(points.take(np.arange(len(points))))
+        layout = sinks.Layout([*points.names, *(["step"] if kinks is None and trajectory else [])], columns)
         stream = io.BytesIO()
         sink = sinks.JsonSink(stream, layout, _precision(request.get("precision")), lines=True)
-        sink.write(frame)
+        frame = points.take(np.arange(len(points)))
+        if kinks is None:
+            for result in recurrence.run(frame, steps, trajectory=trajectory, method=method, **_torch(request)):
+                sink.write(result)
+        else:
+            sink.write(evaluate(frame))
+            single = repr(_strings(request["expr"], "expr")[0])
+            notes += [
+                f"{output if len(plan.outputs) > 1 else single} is not differentiable at {count} of {sink.rows} "
+                "points (a kink, tie, jump or branch boundary); the derivatives there follow the conventions in the "
+                "README"
+                for output, count in (collections.Counter(evaluate.kinks) - kinks).items()
+            ]
+        notes += [f"{c} is not finite in {n} of {sink.rows} rows (written as null)" for c, n in sink.non_finite.items()]
         objects = stream.getvalue().rstrip(b"\n").split(b"\n")
-        return objects[0] if len(objects) == 1 else b'{"results":[' + b",".join(objects) + b"]}"
+        body = objects[0] if len(objects) == 1 else b'{"results":[' + b",".join(objects) + b"]}"
+        return body[:-1] + b',"notes":' + orjson.dumps(notes) + b"}" if notes else body
 
-    def _compiled(self, request: dict[str, Any]) -> tuple[transforms.Plan, pipeline.Evaluator]:
+    def _check(self, request: dict[str, Any], points: sources.Points) -> bytes:
+        """A check request: the report's rows, and whether every engine agreed."""
+        from .check import Checker, tolerance
+
+        parsed = [language.parse(e) for e in _strings(request.get("expr"), "expr")]
+        probe = transforms.plan("jacobian", parsed, wrt=_names(request.get("wrt")))
+        missing = [v for v in probe.variables if v not in points.names]
+        if missing:
+            raise UsageError(f'no value for {", ".join(missing)} in "at" or "grid"')
+        order = _integer(request.get("order"), "order") or 1
+        if order not in (1, 2):
+            raise UsageError(f'"order" must be 1 or 2, got {order}')
+        dtype = _torch(request)["dtype"]
+        rtol = _tolerance(request.get("rtol"), "rtol", tolerance(dtype))
+        checker = Checker(
+            parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=_tolerance(request.get("atol"), "atol", rtol),
+            dtype=dtype, device=torch.device("cpu"), allow_kinks=bool(request.get("allow_kinks")),
+        )  # fmt: skip
+        checker.add(points.take(np.arange(len(points))), {})
+        rows = checker.report.rows()
+        return orjson.dumps({"report": rows, "ok": all(r["ok"] for r in rows)}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _scan(self, request: dict[str, Any], notes: list[str]) -> tuple[Any, int, bool, str]:
+        """A scan request: the compiled recurrence, its steps, and how to run it."""
+        from .scan import METHODS, Scan
+
+        updates = [self._parse(e, notes) for e in _strings(request.get("expr"), "expr")]
+        outputs = request.get("outputs") or {}
+        if not isinstance(outputs, dict) or not all(isinstance(e, str) for e in outputs.values()):
+            raise UsageError('"outputs" must be an object of name: expression')
+        steps = _integer(request.get("steps"), "steps")
+        if steps is None or steps < 0:
+            raise UsageError('"steps" must be an integer, 0 or more')
+        method = request.get("method") or "auto"
+        if method not in METHODS:
+            raise UsageError(f'"method" must be one of {", ".join(METHODS)}, got {method!r}')
+        trajectory = bool(request.get("trajectory"))
+        if method == "reverse" and trajectory:
+            raise UsageError('reverse mode differentiates the last step only: "trajectory" needs "method": "forward"')
+        with language.symbolic_time_limit("scan (symbolic differentiation)"):
+            recurrence = Scan(
+                updates,
+                _numbers(request.get("init"), "init") or {},
+                outputs=[language.Parsed(n, self._parse(e, notes).expr) for n, e in outputs.items()],
+                wrt=_names(request.get("wrt")),
+            )
+        return recurrence, steps, trajectory, method
+
+    @staticmethod
+    def _parse(text: str, notes: list[str]) -> language.Parsed:
+        parsed = language.parse(text)
+        notes += parsed.notes
+        return parsed
+
+    def _compiled(self, request: dict[str, Any], notes: list[str]) -> tuple[transforms.Plan, pipeline.Evaluator]:
         key = orjson.dumps({k: request.get(k) for k in FIELDS}, option=orjson.OPT_SORT_KEYS)
         if key in self.compiled:
             self.compiled.move_to_end(key)
-            return self.compiled[key]
+            plan, evaluate = self.compiled[key]
+            notes += [n for e in _strings(request.get("expr"), "expr") for n in language.parse(e).notes]
+            return plan, evaluate
         operation = request.get("op")
         if operation not in transforms.OPERATIONS:
             raise UsageError(f"unknown op {operation!r}", hint=f"ops: {', '.join(transforms.OPERATIONS)}")
@@ -91,21 +173,16 @@ class Session:
             raise UsageError('"aux" must be an object of name: expression')
         for name in aux:
             language.option_name(name, '"aux"')
-        wrt = request.get("wrt") or []
         plan = transforms.plan(
             operation,
-            [language.parse(e) for e in exprs],
-            wrt=wrt.split(",") if isinstance(wrt, str) else _strings(wrt, "wrt", empty=True),
+            [self._parse(e, notes) for e in exprs],
+            wrt=_names(request.get("wrt")),
             aux=[language.Parsed(n, language.parse(e).expr) for n, e in aux.items()],
             tangent=_numbers(request.get("tangent"), "tangent"),
             cotangent=_numbers(request.get("cotangent"), "cotangent"),
             order=_integer(request.get("order"), "order"),
         )
-        name = request.get("dtype") or "float64"
-        dtype = {"float64": torch.float64, "float32": torch.float32}.get(name) if isinstance(name, str) else None
-        if dtype is None:
-            raise UsageError(f"unknown dtype {request.get('dtype')!r}; expected float64 or float32")
-        compiled = plan, pipeline.Evaluator(plan, {}, dtype, torch.device("cpu"))
+        compiled = plan, pipeline.Evaluator(plan, {}, _torch(request)["dtype"], torch.device("cpu"))
         self.compiled[key] = compiled
         if len(self.compiled) > CACHED:
             self.compiled.popitem(last=False)
@@ -121,6 +198,28 @@ class Session:
         return sources.points(
             assignments, [sources.grid(text) for text in _strings(request.get("grid") or [], "grid", empty=True)]
         )
+
+
+def _torch(request: dict[str, Any]) -> dict[str, Any]:
+    """The torch dtype (``"dtype"``) and device of a request: its computations run on the CPU."""
+    name = request.get("dtype") or "float64"
+    dtype = {"float64": torch.float64, "float32": torch.float32}.get(name) if isinstance(name, str) else None
+    if dtype is None:
+        raise UsageError(f"unknown dtype {request.get('dtype')!r}; expected float64 or float32")
+    return {"dtype": dtype, "device": torch.device("cpu")}
+
+
+def _names(value: Any) -> list[str]:
+    """``"wrt"``: a comma-separated string or a list of names."""
+    return [n.strip() for n in value.split(",")] if isinstance(value, str) else _strings(value or [], "wrt", empty=True)
+
+
+def _tolerance(value: Any, field: str, default: float) -> float:
+    if value is None:
+        return default
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
+        raise UsageError(f'"{field}" must be a finite number >= 0')
+    return float(value)
 
 
 def _strings(value: Any, field: str, *, empty: bool = False) -> list[str]:

@@ -44,12 +44,42 @@ def ask(*requests: object) -> list[dict]:
             {"op": "grad", "expr": "x*x", "at": {"x": 2}, "aux": {"cube": "x**3"}, "precision": 3},
             ["grad", "x*x", "--at", "x=2", "--aux", "cube=x**3", "--precision", "3"],
         ),
+        (
+            {"op": "taylor", "expr": "exp(x)*sin(y)", "at": {"x": 0, "y": 1}, "order": 3},
+            ["taylor", "exp(x)*sin(y)", "--at", "x=0,y=1", "--order", "3"],
+        ),
+        (
+            {"op": "scan", "expr": "x = r*x*(1-x)", "init": {"x": 0.2}, "steps": 50, "at": {"r": 2.8}, "wrt": "r,x0"},
+            ["scan", "x = r*x*(1-x)", "--init", "x=0.2", "--steps", "50", "--at", "r=2.8", "--wrt", "r,x0"],
+        ),
+        (
+            {
+                "op": "scan",
+                "expr": ["x = y", "y = x + y"],
+                "init": {"x": 0, "y": 1},
+                "steps": 3,
+                "trajectory": True,
+                "outputs": {"s": "x*y"},
+            },
+            [
+                "scan",
+                "x = y",
+                "y = x + y",
+                "--init",
+                "x=0,y=1",
+                "--steps",
+                "3",
+                "--trajectory",
+                "--output-expr",
+                "s=x*y",
+            ],
+        ),
     ],
 )
 def test_answers_are_what_the_command_prints(request_, args):
     (answer,) = ask({"id": 7, **request_})
     expected = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
-    assert answer == {"id": 7, **expected}
+    assert answer == {"id": 7, **(expected if isinstance(expected, dict) else {"results": expected})}
     assert list(answer)[0] == "id"
 
 
@@ -106,3 +136,33 @@ def test_a_request_beyond_the_stated_size_is_refused_at_once():
     )
     assert big["error"]["code"] == 2 and "at most 1,000,000 points" in big["error"]["message"]
     assert clash["error"]["code"] == 2 and "'value' would appear twice" in clash["error"]["message"]
+
+
+def test_check_answers_with_the_report_and_a_verdict():
+    (kink, allowed, smooth) = ask(
+        {"id": 1, "op": "check", "expr": "relu(x)", "at": [{"x": 0}, {"x": 1}]},
+        {"id": 2, "op": "check", "expr": "relu(x)", "at": [{"x": 0}, {"x": 1}], "allow_kinks": True},
+        {"id": 3, "op": "check", "expr": "sin(x)*y", "grid": ["x=-2:2:9"], "at": {"y": 3}, "order": 2},
+    )
+    expected = json.loads(runner.invoke(app, ["check", "relu(x)", "--at", "x=0", "--at", "x=1", "-f", "json"]).stdout)
+    assert kink == {"id": 1, "report": expected, "ok": False}
+    assert allowed["ok"] is True and [r["kinks"] for r in allowed["report"]] == [1, 1]
+    assert smooth["ok"] is True and {r["quantity"] for r in smooth["report"]} == {
+        "grad_x", "grad_y", "hessian_x_x", "hessian_x_y", "hessian_y_x", "hessian_y_y"
+    }  # fmt: skip
+
+
+def test_answers_carry_the_notes_the_command_prints():
+    (kink, overflow, reading, quiet) = ask(
+        {"id": 1, "op": "grad", "expr": "abs(x)", "at": [{"x": 0}, {"x": 2}]},
+        {"id": 2, "op": "value", "expr": "exp(x)", "at": {"x": 1000}},
+        {"id": 3, "op": "value", "expr": "1/2x", "at": {"x": 4}},
+        {"id": 4, "op": "value", "expr": "x", "at": {"x": 4}},
+    )
+    assert kink["notes"] == [
+        "'abs(x)' is not differentiable at 1 of 2 points (a kink, tie, jump or branch boundary); "
+        "the derivatives there follow the conventions in the README"
+    ]
+    assert overflow["value"] is None and overflow["notes"] == ["value is not finite in 1 of 1 rows (written as null)"]
+    assert reading["value"] == 2.0 and "(1/2)*x" in reading["notes"][0]
+    assert "notes" not in quiet
