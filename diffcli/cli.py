@@ -468,6 +468,14 @@ def _run(
         cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
         order=order,
     )
+    if (symbolic or latex) and not (at or grid or source.input):  # the formulas alone, as SymPy would print them
+        formulas = _formulas(plan, symbolic, latex)
+        rows = [
+            {"quantity": q.column, **{k: texts[q.column] for k, texts in formulas.items()}} for q in plan.quantities
+        ]
+        with _destination(output) as stream:
+            _write_report(rows, fmt, stream)
+        return
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, plan, points, source)
         layout = sinks.Layout(
@@ -814,8 +822,8 @@ def _report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
 
 
 def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> None:
-    """The check report in ``fmt``: JSON, CSV and Parquet write a NaN or an infinity as null (strict
-    JSON), a table as ``nan`` or ``inf``."""
+    """Rows of a report (check's, or the formulas alone) in ``fmt``: JSON, CSV and Parquet write a
+    NaN or an infinity as null (strict JSON), a table as ``nan`` or ``inf``."""
     import json
 
     import polars as pl
@@ -829,7 +837,7 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
             text = "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
         stream.write(text.encode())
     elif fmt in ("csv", "tsv", "parquet"):
-        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} for r in strict])
+        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} if "at" in r else r for r in strict])
         if fmt == "parquet":
             flat.write_parquet(stream)
         else:
@@ -851,7 +859,9 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
         cells = [[cell(k, v) for k, v in r.items()] for r in rows]
         table = Table()
         for name in names:
-            table.add_column(name, justify="left" if name in ("output", "quantity", "engine", "at") else "right")
+            table.add_column(
+                name, justify="left" if name in ("output", "quantity", "engine", "at", "symbolic", "latex") else "right"
+            )
         for row in cells:
             table.add_row(*row)
         records = [(f"row {i} of {len(rows)}", list(zip(names, row))) for i, row in enumerate(cells, 1)]
