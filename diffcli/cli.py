@@ -492,7 +492,9 @@ def _run(
         expectations = gate.expectations(stack, torch_dtype, layout.columns)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
-        pipeline.run(frames, compute, gate.watching(expectations, sink.write), watch=_progress)
+        pipeline.run(
+            frames, compute, gate.watching(expectations, sink.write), watch=lambda frames: _progress(frames, reader)
+        )
         sink.close()
     if reader is not None and reader.skipped:
         sys.stderr.write(f"diffcli: note: skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}\n")
@@ -507,36 +509,58 @@ def _run(
     gate.verdict(expectations)
 
 
-def _progress(frames: Iterator[Any], after: float = 1.0) -> Iterator[Any]:
-    """``frames``, with a progress line on stderr when it is a terminal and the run takes a while."""
-    if not sys.stderr.isatty():
-        yield from frames
-        return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn
+class _Progress:
+    """A progress line on stderr, when it is a terminal and the run takes over a second: rows done
+    and, where the total is known (a file's bytes, a scan's steps), the share done and the time left."""
 
-    start, rows = time.monotonic(), 0
-    bar = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=Console(stderr=True),
-        transient=True,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
-    task = None
+    def __init__(self, after: float = 1.0) -> None:
+        self.shown, self.after, self.start = sys.stderr.isatty(), after, time.monotonic()
+        self.rows, self.done, self.bar, self.task = 0, None, None, None
+
+    def update(self, rows: int = 0, done: float | None = None) -> None:
+        self.rows += rows
+        self.done = done if done is not None else self.done
+        elapsed = time.monotonic() - self.start
+        if not self.shown or elapsed < self.after:
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            self.bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("")
+        text = f"{self.rows:,} rows, {self.rows / elapsed:,.0f} rows/s" if self.rows else ""
+        if self.done:
+            left = elapsed * (1 - self.done) / self.done
+            text += f"{', ' if text else ''}{self.done:.0%} done, {left:,.0f} s left"
+        self.bar.update(self.task, description=text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _progress(frames: Iterator[Any], reader: Any = None, progress: _Progress | None = None) -> Iterator[Any]:
+    """``frames``, counted on a progress line; for a regular file, how much of it has been read."""
+    progress = progress or _Progress()
+    size = None
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        status = os.fstat(reader.stream.fileno())
+        size = status.st_size if stat.S_ISREG(status.st_mode) and status.st_size else None
     try:
         for frame in frames:
             yield frame
-            rows += frame.height
-            elapsed = time.monotonic() - start
-            if task is None and elapsed > after:
-                bar.start()
-                task = bar.add_task("")
-            if task is not None:
-                bar.update(task, description=f"{rows:,} rows, {rows / elapsed:,.0f} rows/s")
+            progress.update(frame.height, min(reader.stream.tell() / size, 1.0) if size else None)
     finally:
-        bar.stop()
+        progress.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -731,7 +755,9 @@ def _scan(
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
         write = gate.watching(expectations, sink.write)
-        for frame in _progress(frames):
+        progress = _Progress()
+        recurrence.step_done = lambda share: progress.update(done=share)
+        for frame in _progress(frames, reader, progress):
             for result in recurrence.run(
                 frame, steps, trajectory=trajectory, method=method, dtype=torch_dtype, device=target
             ):

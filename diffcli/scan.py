@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import polars as pl
 import sympy
@@ -94,6 +94,7 @@ class Scan:
             for t in self.wrt
         ]
         self.growth = 0.0  # the largest amplification of a perturbation of the state seen
+        self.step_done: Callable[[float], None] | None = None  # told the share of a run's steps done
         maps, results = [rules.accurate(u.expr) for u in updates], [rules.accurate(o.expr) for o in outputs]
         self._d = Differentiator()
         self._compile_forward(maps, results)
@@ -199,6 +200,7 @@ class Scan:
                     self.growth = max(self.growth, float(carried[name].abs().nan_to_num(nan=0.0).max()))
             if k < steps:
                 carried.update(zip(self._carried, self._step(carried, like)))
+                self._tell(k, steps)
 
     def reverse(self, values: Mapping[str, torch.Tensor], steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
         """The reported columns after the last step by reverse mode, and for each run how much the
@@ -215,6 +217,7 @@ class Scan:
         last = [_largest(adjoint, like) for adjoint in adjoints]  # each output's |d output / d last state|
         amplification = torch.ones_like(like)
         for k in reversed(range(steps)):
+            self._tell(2 * steps - k, 2 * steps)
             state.update({s: kept[k, i] for i, s in enumerate(self.states)})
             state.update({n: a for names, adjoint in zip(self._adjoints, adjoints) for n, a in zip(names, adjoint)})
             pulls = self._per_output(self._back(state, like))
@@ -249,6 +252,12 @@ class Scan:
                 for i, s in enumerate(self.states):
                     kept[k, i] = state[s]
             state.update(zip(self.states, self._map(state, like)))
+            self._tell(k, 2 * steps if kept is not None else steps)
+
+    def _tell(self, k: int, total: int) -> None:
+        """Say, every 1,024 steps, what share of the run is done (for a progress line)."""
+        if self.step_done is not None and k % 1024 == 0:
+            self.step_done(k / total)
 
     def _per_output(self, flat: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         width = len(self.states) + len(self._targets)
