@@ -12,6 +12,7 @@ import inspect
 import io
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -668,7 +669,15 @@ def _sources(
         clash = sorted(set(from_file) & set(points.names))
         if clash:
             raise UsageError(f"{clash[0]} is both a column of {reader.name} and given by --at/--grid")
-        reader.numeric = set(from_file.values())
+    columns = set(reader.names if reader else []) | set(points.names)
+    for v in plan.variables:  # x_3 of x[3]: a column x[3], else the value of the family x (--at x=1)
+        member = re.fullmatch(r"(\w+?)_(\d+)", v)
+        if member and v not in columns and v not in from_file:
+            given = [c for c in (f"{member[1]}[{member[2]}]", member[1]) if c in columns]
+            if given and member[1] not in plan.variables:
+                from_file[v] = given[0]
+    if reader is not None:
+        reader.numeric = {c for c in from_file.values() if c in reader.names}
     missing = [v for v in plan.variables if v not in points.names and v not in from_file]
     if missing:
         where = f"not a column of {reader.name}, " if reader else ""

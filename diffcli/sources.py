@@ -8,6 +8,7 @@ names, each ``--grid``, and the rows of an ``--input`` file combine as a cartesi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -119,7 +120,7 @@ def assignments(text: str, option: str) -> dict[str, float]:
     values: dict[str, float] = {}
     for item in _split(text):
         name, equals, value = item.partition("=")
-        name = name.strip()
+        name = re.sub(r"^(\w+)\[(\d+)\]$", r"\1_\2", name.strip())  # x[3]: the variable x_3 of x[i]
         if not equals or not value.strip():
             raise UsageError(f"{option} {text!r}: expected name=value, got {item!r}")
         option_name(name, option)
