@@ -501,6 +501,9 @@ def _sources(
     if source.input is not None:
         reader = _reader(stack, source.input, source)
         names = reader.header()
+        for variable, column in renames.items():
+            if column not in names:  # the name may be shown: the user typed it
+                raise UsageError(f"--map {variable}={column}: {reader.name} has no column {column!r}")
         from_file = {v: renames.get(v, v) for v in plan.variables if renames.get(v, v) in names}
         clash = sorted(set(from_file) & set(points.names))
         if clash:
@@ -747,7 +750,7 @@ def _pair(text: str, option: str) -> tuple[str, str]:
 
 def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
     """The input reader for ``--input path``: a file or stdin, format named or sniffed."""
-    from .readers import Reader, input_format
+    from .readers import Reader, first_bytes, input_format
 
     if path == "-":
         if sys.stdin.isatty():
@@ -768,14 +771,14 @@ def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
     if not hasattr(stream, "peek"):
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]  # e.g. a test's BytesIO stdin
     try:
-        head = stream.peek(4096)[:4096]
+        fmt = input_format(path, source.input_format, first_bytes(stream))
     except OSError as e:
         raise DataError(f"{name}: cannot read: {e.strerror}") from None
     names = [c.strip() for c in source.columns.split(",")] if source.columns else None
     return Reader(
         stream,
         name,
-        input_format(path, source.input_format, head),
+        fmt,
         columns=names,
         delimiter=source.delimiter,
         skip_bad=source.skip_bad_rows,

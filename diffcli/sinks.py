@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 
 from .errors import UsageError
 
@@ -110,7 +111,7 @@ class JsonSink(Sink):
         super().__init__(stream, layout, precision)
         self.lines = lines
         self.pending: bytes | None = None  # the first object, until we know whether more follow
-        at = pl.struct(*layout.coordinates) if layout.coordinates else pl.lit({})
+        at = pl.struct(cs.by_name(*layout.coordinates)) if layout.coordinates else pl.lit({})
         self.shape = [at.alias("at"), *_nest(layout.quantities, pl.col)]
         for kind, texts in layout.formulas.items():
             self.shape.append(pl.struct(*_nest(layout.quantities, lambda c, t=texts: pl.lit(t[c]))).alias(kind))
