@@ -89,7 +89,7 @@ COMMON = [
     _option("input", _Text, None, "--input", "-i", metavar="FILE|-", help="Evaluate at every row of a file."),
     _option("input_format", _Text, None, "--input-format", metavar="FORMAT", help="csv, tsv, json, ndjson, parquet."),
     _option("no_header", bool, False, "--no-header", help="The input has no header line; see --columns."),
-    _option("columns", _Text, None, "--columns", metavar="A,B", help="Names of the input's columns."),
+    _option("columns", _Text, None, "--columns", metavar="A,B", help="Name the input's columns; replaces a header."),
     _option("mapping", _Many, None, "--map", metavar="VAR=COLUMN", help="Take VAR from input column COLUMN."),
     _option("delimiter", _Text, None, "--delimiter", metavar="CHAR", help="The input's field separator."),
     _option("skip_bad_rows", bool, False, "--skip-bad-rows", help="Skip bad input rows, counted on stderr."),
@@ -471,10 +471,21 @@ class _Input:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.no_header != (self.columns is not None):
-            raise UsageError("--no-header and --columns go together: --no-header --columns x,y")
+        if self.no_header and self.columns is None:
+            raise UsageError("--no-header needs --columns to name the columns: --no-header --columns x,y")
+        if self.names:
+            from .readers import misnamed
+
+            problem = misnamed(self.names)
+            if problem:
+                raise UsageError(f"--columns {self.columns}: column {problem[0]}: {problem[1]}")
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise UsageError(f"--delimiter must be one character, got {self.delimiter!r}")
+
+    @property
+    def names(self) -> list[str] | None:
+        """The names ``--columns`` gives."""
+        return [c.strip() for c in self.columns.split(",")] if self.columns is not None else None
 
     @classmethod
     def taken(cls, options: dict[str, Any]) -> _Input:
@@ -774,12 +785,14 @@ def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
         fmt = input_format(path, source.input_format, first_bytes(stream))
     except OSError as e:
         raise DataError(f"{name}: cannot read: {e.strerror}") from None
-    names = [c.strip() for c in source.columns.split(",")] if source.columns else None
+    if source.columns is not None and fmt not in ("csv", "tsv"):
+        raise UsageError(f"--columns names the columns of CSV and TSV input; {fmt} names its own: use --map VAR=NAME")
     return Reader(
         stream,
         name,
         fmt,
-        columns=names,
+        columns=source.names,
+        no_header=source.no_header,
         delimiter=source.delimiter,
         skip_bad=source.skip_bad_rows,
         batch_rows=source.batch_size,

@@ -86,7 +86,8 @@ class Reader:
     name: str  # the file name used in messages
     fmt: str
     numeric: set[str] = field(default_factory=set)
-    columns: Sequence[str] | None = None  # names for a file without a header
+    columns: Sequence[str] | None = None  # --columns: the names instead of the header line's
+    no_header: bool = False  # the first line is data (then ``columns`` names it)
     delimiter: str | None = None
     skip_bad: bool = False
     batch_rows: int = 65_536
@@ -109,17 +110,26 @@ class Reader:
         return DataError(f"{self.name}: {where + ': ' if where else ''}{problem}")
 
     def header(self) -> list[str]:
-        """The column names: a delimited file's header line (or ``columns``), the first JSON
+        """The column names: a delimited file's header line (or ``columns`` instead), the first JSON
         object's keys, Parquet's names. Any text is a name, but not an empty one or one used twice."""
         if self.fmt in ("csv", "tsv"):
             line = self.stream.readline()
             if not line.strip():
                 raise self.fail(None, None, "is empty: expected a header line")
-            self.pending = line if self.columns is not None else b""  # without a header: data
-            try:
-                names = list(self.columns or next(csv.reader([self._text(line, None)], delimiter=self.separator)))
-            except csv.Error as e:
-                raise self.fail("header", None, f"is not valid CSV ({e})") from None
+            if self.no_header:
+                self.pending, names = line, list(self.columns or [])
+            else:
+                try:
+                    names = next(csv.reader([self._text(line, None)], delimiter=self.separator))
+                except csv.Error as e:
+                    raise self.fail("header", None, f"is not valid CSV ({e})") from None
+                if self.columns is not None:  # --columns renames the header's columns
+                    if len(self.columns) != len(names):
+                        raise UsageError(
+                            f"--columns names {len(self.columns)} columns, but the header of {self.name} "
+                            f"has {len(names)}"
+                        )
+                    names = list(self.columns)
         else:
             self.parts = self._structured()  # frames of Parquet, lists of JSON objects
             self.first = next(self.parts, None)

@@ -1,4 +1,5 @@
-"""Files as they come: any column name passes through (a BOM stripped)."""
+"""Files as they come: any column name passes through (a BOM stripped), and ``--columns`` renames
+a header."""
 
 from __future__ import annotations
 
@@ -128,3 +129,38 @@ def test_empty_and_repeated_names_are_data_errors_by_number(tmp_path, fmt, conte
 def test_a_column_that_is_no_variable_is_named_by_number_in_errors():
     result = run("value", "x", "-i", "-", stdin="x,secret\n1,\xff\n".encode("latin-1"), code=4)
     assert result.stderr == "diffcli: error: stdin: row 1, column 2: invalid UTF-8 (byte 0xff)\n"
+
+
+# --columns: the names instead of the header's (or, with --no-header, for a bare file).
+
+
+def test_columns_renames_a_header():
+    text = "a,b,Sample ID\n2,5,s1\n-1,4,s2\n"
+    out = run("grad", "x*y", "-i", "-", "--columns", "x,y,sid", "-f", "csv", stdin=text).stdout
+    assert out.splitlines() == [
+        "x,y,sid,value,grad_x,grad_y",
+        "2.0,5.0,s1,10.0,5.0,2.0",
+        "-1.0,4.0,s2,-4.0,4.0,-1.0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["--columns", "x,y"], "a,b,c\n1,2,3\n", "--columns names 2 columns, but the header of stdin has 3"),
+        (["--columns", "x,,y"], "a,b,c\n1,2,3\n", "--columns x,,y: column 2: the name is empty"),
+        (["--columns", "x,y,x"], "a,b,c\n1,2,3\n", "--columns x,y,x: column 3: the same name as column 1"),
+        (["--no-header"], "1,2\n", "--no-header needs --columns to name the columns"),
+        (["--columns", "x,y"], '{"a": 1, "b": 2}\n', "--columns names the columns of CSV and TSV input; ndjson"),
+        (["--columns", "x,y", "--no-header"], '[{"a": 1}]', "--columns names the columns of CSV and TSV input; json"),
+    ],
+)
+def test_columns_usage_errors(args, stdin, message):
+    result = run("value", "x", "-i", "-", *args, stdin=stdin, code=2)
+    assert result.stderr.startswith(f"diffcli: error: {message}") and result.stderr.count("\n") == 1
+
+
+def test_columns_of_parquet_is_refused(tmp_path):
+    path = tmp_path / "p.parquet"
+    pl.DataFrame({"a": [1.0]}).write_parquet(path)
+    assert "parquet names its own" in run("value", "x", "-i", str(path), "--columns", "x", code=2).stderr
