@@ -83,6 +83,8 @@ COMMON = [
         "fmt", str, "auto", "--format", "-f", metavar="FORMAT", help="auto, table, csv, tsv, json, ndjson, parquet."
     ),
     _option("output", _Text, None, "--output", "-o", metavar="FILE", help="Write here, whole or not at all."),
+    _option("prefix", str, "", "--prefix", metavar="TEXT", help="Put TEXT before each result's name: d_value."),
+    _option("suffix", str, "", "--suffix", metavar="TEXT", help="Put TEXT after each result's name: value_2."),
     _option("precision", int | None, None, "--precision", metavar="DIGITS", help="Significant digits to write."),
     _option("symbolic", bool, False, "--symbolic", help="Also print each formula, simplified."),
     _option("latex", bool, False, "--latex", help="Also print each formula as LaTeX."),
@@ -163,7 +165,12 @@ def _check_command(**options: Any) -> None:
 
 
 _check_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [EXPRESSIONS, WRT, *CHECK_OPTIONS, *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex", "precision"))]
+    [
+        EXPRESSIONS,
+        WRT,
+        *CHECK_OPTIONS,
+        *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex", "precision", "prefix", "suffix")),
+    ]
 )
 _check_command.__doc__ = (
     "Check each derivative against the same formulas at 50 digits and against finite differences "
@@ -365,6 +372,8 @@ def _run(
     precision: int | None,
     symbolic: bool,
     latex: bool,
+    prefix: str,
+    suffix: str,
     source: _Input,
     wrt: str | None = None,
     tangent: str | None = None,
@@ -392,12 +401,14 @@ def _run(
         tangent=sources.assignments(tangent, "--tangent") if tangent else None,
         cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
         order=order,
+        prefix=prefix,
+        suffix=suffix,
     )
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, plan, points, source)
-        layout = sinks.Layout(
-            coordinates, [(q.path, q.column) for q in plan.quantities]
-        )  # clashing names: before any work
+        layout = sinks.Layout(  # clashing names: before any work
+            coordinates, [(q.path, q.column) for q in plan.quantities], prefix=prefix, suffix=suffix
+        )
         layout.formulas = _formulas(plan, symbolic, latex)
 
         from . import pipeline
@@ -549,6 +560,8 @@ def _scan(
     fmt: str,
     output: str | None,
     precision: int | None,
+    prefix: str,
+    suffix: str,
     source: _Input,
 ) -> None:
     """``diffcli scan``: the points as for every command, one run of the recurrence per point;
@@ -565,6 +578,8 @@ def _scan(
         raise UsageError("reverse mode differentiates the last step only; --trajectory needs --method forward")
     if check and (trajectory or method != "auto"):
         raise UsageError("--check compares both methods at the last step: drop --trajectory and --method")
+    if check and (prefix or suffix):
+        raise UsageError("--check reports in the schema of diffcli check: drop --prefix and --suffix")
 
     parsed = [language.parse(u) for u in updates]
     results = [language.parse(o) for o in outputs or []]
@@ -581,6 +596,8 @@ def _scan(
             sources.assignments(init, "--init"),
             outputs=results,
             wrt=[n.strip() for n in wrt.split(",")] if wrt else [],
+            prefix=prefix,
+            suffix=suffix,
         )
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, recurrence, points, source)
@@ -600,7 +617,9 @@ def _scan(
             _conditioning_note(recurrence, torch_dtype)
             _report(checker.report.rows(), fmt, output)
             return
-        layout = sinks.Layout([*coordinates, *(["step"] if trajectory else [])], recurrence.columns)
+        layout = sinks.Layout(
+            [*coordinates, *(["step"] if trajectory else [])], recurrence.columns, prefix=prefix, suffix=suffix
+        )
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
         for frame in _progress(frames):

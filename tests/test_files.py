@@ -1,11 +1,15 @@
-"""Files as they come: any column name passes through (a BOM stripped), and ``--columns`` renames
-a header."""
+"""Files as they come: any column name passes through (a BOM stripped), ``--columns`` renames a
+header, and ``--prefix``/``--suffix`` let an output be fed back."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -164,3 +168,93 @@ def test_columns_of_parquet_is_refused(tmp_path):
     path = tmp_path / "p.parquet"
     pl.DataFrame({"a": [1.0]}).write_parquet(path)
     assert "parquet names its own" in run("value", "x", "-i", str(path), "--columns", "x", code=2).stderr
+
+
+# --prefix and --suffix: result names that differ from the input's, to feed an output back.
+
+
+def test_an_output_fed_back_needs_a_prefix():
+    first = run("grad", "x*y", "-i", "-", "-f", "csv", stdin=POINTS).stdout
+    result = run("grad", "f=x+y", "-i", "-", "-f", "csv", stdin=first, code=2)
+    assert "the column 'grad_x' would appear twice" in result.stderr and "hint: --prefix" in result.stderr
+    out = rows(run("grad", "f=x*x+y", "-i", "-", "-f", "csv", "--prefix", "d_", stdin=first).stdout)
+    assert list(out[0]) == ["x", "y", "label", "value", "grad_x", "grad_y", "d_f", "d_grad_x", "d_grad_y"]
+    for row, (x, y) in zip(out, [(0.5, 3.0), (-1.25, 0.125), (2.0, -4.5)]):
+        assert float(row["grad_x"]) == y and float(row["grad_y"]) == x  # the first run's, passed through
+        assert float(row["d_f"]) == x * x + y and float(row["d_grad_x"]) == 2 * x and float(row["d_grad_y"]) == 1
+
+
+def test_prefix_and_suffix_rename_every_result_of_every_command():
+    def header(command: str) -> str:
+        return run(*shlex.split(command), "-f", "csv", "--prefix", "d_", "--suffix", "_2").stdout.splitlines()[0]
+
+    at = "--at x=2,y=3"
+    assert header(f"value x*y {at}") == "x,y,d_value_2"
+    assert header(f"grad x*y {at} --aux c=x") == "x,y,d_value_2,d_grad_x_2,d_grad_y_2,d_c_2"
+    assert header(f"jacobian u=x*y v=x {at}") == (
+        "x,y,d_u_2,d_v_2,d_jacobian_u_x_2,d_jacobian_u_y_2,d_jacobian_v_x_2,d_jacobian_v_y_2"
+    )
+    assert header(f"hessian x*y {at}").endswith(",d_hessian_y_x_2,d_hessian_y_y_2")
+    assert header(f"jvp x*y {at} --tangent x=1") == "x,y,d_value_2,d_jvp_2"
+    assert header(f"vjp x*y {at} --cotangent f1=1") == "x,y,d_value_2,d_vjp_x_2,d_vjp_y_2"
+    assert header("derivative x**3 --at x=2 --order 3") == "x,d_value_2,d_derivative_2"
+    assert header(f"taylor x*y {at} --order 1") == "x,y,d_value_2,d_taylor_1_2,d_taylor_x_2,d_taylor_y_2"
+    assert header("scan 'x = r*x' --init x=1 --steps 2 --at r=3") == "r,d_value_2,d_grad_r_2,d_grad_x0_2"
+    assert header("grad x*x --at x=2 --symbolic").endswith(",symbolic_d_value_2,symbolic_d_grad_x_2")
+
+
+def test_json_keys_beside_at_get_the_prefix():
+    got = json.loads(
+        run("grad", "x*y", "--at", "x=2,y=3", "--aux", "c=x", "--symbolic", "-f", "json", "--prefix", "d_").stdout
+    )
+    assert got == {
+        "at": {"x": 2.0, "y": 3.0},
+        "d_value": 6.0,
+        "d_grad": {"x": 3.0, "y": 2.0},
+        "d_aux": {"c": 2.0},
+        "symbolic": {"d_value": "x*y", "d_grad": {"x": "y", "y": "x"}, "d_aux": {"c": "x"}},
+    }
+    got = json.loads(run("jacobian", "u=x*y", "v=x", "--at", "x=2,y=3", "-f", "json", "--suffix", "_2").stdout)
+    assert got["value_2"] == {"u": 6.0, "v": 2.0} and got["jacobian_2"]["u"] == {"x": 3.0, "y": 2.0}
+
+
+def test_the_result_names_are_checked_as_renamed():
+    """An output named like a variable is refused, unless the prefix makes its column differ."""
+    assert "output name 'x' is used twice" in run("value", "x=x+1", "--at", "x=1", code=3).stderr
+    assert run("value", "x=x+1", "--at", "x=1", "-f", "csv", "--prefix", "d_").stdout == "x,d_x\n1.0,2.0\n"
+    result = run("value", "2*d_value", "--at", "d_value=1", "--prefix", "d_", code=3)
+    assert "output name 'd_value' is used twice" in result.stderr
+
+
+def test_odd_prefixes_are_names_too():
+    """``^…$`` and ``*`` are polars' regex and wildcard forms of a column: here they are only text."""
+    command = "scan 'x = r*x' --init x=1 --steps 1 --at r=3 --trajectory -f csv --prefix ^ --suffix $"
+    out = run(*shlex.split(command)).stdout
+    assert out.splitlines() == ["r,step,^value$,^grad_r$,^grad_x0$", "3.0,0,1.0,0.0,1.0", "3.0,1,3.0,1.0,3.0"]
+    got = json.loads(run("grad", "x*x", "--at", "x=2", "-f", "json", "--prefix", "*", "--precision", "3").stdout)
+    assert got == {"at": {"x": 2.0}, "*value": 4.0, "*grad": {"x": 4.0}}
+
+
+def test_check_reports_a_fixed_schema_without_prefixes():
+    assert "No such option: --prefix" in run("check", "x*x", "--at", "x=1", "--prefix", "d_", code=2).stderr
+    result = run("scan", "x = r*x", "--init", "x=1", "--steps", "2", "--at", "r=3", "--check", "--suffix", "_2", code=2)
+    assert "drop --prefix and --suffix" in result.stderr
+
+
+# Real pipes (subprocess: marked slow by conftest).
+
+DIFFCLI = f"{sys.executable} -m diffcli"
+COLD = {**os.environ, "DIFFCLI_NO_SERVER": "1"}
+
+
+def test_grad_piped_into_grad_with_a_prefix(tmp_path):
+    (tmp_path / "pts.csv").write_text(POINTS)
+    command = f'{DIFFCLI} grad "x*y" -i pts.csv | {DIFFCLI} grad "f=x+y" -i - --prefix d_'
+    proc = subprocess.run(command, shell=True, cwd=tmp_path, env=COLD, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.splitlines() == [
+        "x,y,label,value,grad_x,grad_y,d_f,d_grad_x,d_grad_y",
+        "0.5,3.0,a,1.5,3.0,0.5,3.5,1.0,1.0",
+        "-1.25,0.125,b,-0.15625,0.125,-1.25,-1.125,1.0,1.0",
+        "2.0,-4.5,c,-9.0,-4.5,2.0,-2.5,1.0,1.0",
+    ]
