@@ -388,7 +388,7 @@ def _run(
     texts = [exprs] if isinstance(exprs, str) else exprs
     parsed = [language.parse(t) for t in texts]
     auxiliary = [language.parse(a) for a in aux or []]
-    fmt = _format(fmt, output, source.input)
+    fmt = _format(fmt, output)
 
     from . import sinks, sources, transforms
 
@@ -406,6 +406,7 @@ def _run(
     )
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, plan, points, source)
+        fmt = _follow_input(fmt, output, reader)
         layout = sinks.Layout(  # clashing names: before any work
             coordinates, [(q.path, q.column) for q in plan.quantities], prefix=prefix, suffix=suffix
         )
@@ -585,7 +586,7 @@ def _scan(
     results = [language.parse(o) for o in outputs or []]
     if any(r.name is None for r in results):
         raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
-    fmt = _format(fmt, output, None if check else source.input)
+    fmt = _format(fmt, output)
     from . import sinks, sources
     from .scan import Scan
 
@@ -601,6 +602,7 @@ def _scan(
         )
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, recurrence, points, source)
+        fmt = _follow_input(fmt, output, reader)
         if from_file and any(v != c for v, c in from_file.items()):
             raise UsageError("scan takes parameters from columns of their own names; --map is not supported here")
         from . import pipeline
@@ -657,7 +659,7 @@ def _check(
     quantity and engine."""
     if order not in (1, 2):
         raise UsageError(f"--order must be 1 or 2, got {order}")
-    fmt = _format(fmt, output, None)
+    fmt = _format(fmt, output)
     from . import language, transforms
 
     parsed = [language.parse(t) for t in exprs]
@@ -665,6 +667,7 @@ def _check(
     probe = transforms.plan("jacobian", parsed, wrt=[n.strip() for n in wrt.split(",")] if wrt else [])
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, probe, points, source)
+        fmt = _follow_input(fmt, output, reader)
 
         from . import check, pipeline
 
@@ -830,22 +833,32 @@ def _formulas(plan: Any, symbolic: bool, latex: bool) -> dict[str, dict[str, str
     return formulas
 
 
-def _format(fmt: str, output: str | None, input: str | None) -> str:
+def _format(fmt: str, output: str | None) -> str:
+    """``--format`` checked; ``auto`` decided where the command line decides it: by the ``--output``
+    file's extension, else as a table on a terminal; else left ``auto`` for ``_follow_input``."""
     from .sinks import FORMATS
 
     if fmt == "auto":
         if output and output != "-":
             extension = os.path.splitext(output)[1].lower().lstrip(".")
             known = {"jsonl": "ndjson", "pq": "parquet"}.get(extension, extension)
-            return known if known in FORMATS and known != "table" else "csv" if input else "json"
-        if sys.stdout.isatty():
-            return "table"
-        return "csv" if input else "json"
+            return known if known in FORMATS and known != "table" else "auto"
+        return "table" if sys.stdout.isatty() else "auto"
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected auto, {', '.join(FORMATS)}")
     if fmt == "parquet" and not output:
         raise UsageError("--format parquet needs --output FILE")
     return fmt
+
+
+def _follow_input(fmt: str, output: str | None, reader: Any) -> str:
+    """``auto`` as ``_format`` left it: the input's format, so a pipe answers as it is fed (Parquet
+    only into a file: CSV on stdout); JSON without an input."""
+    if fmt != "auto":
+        return fmt
+    if reader is None:
+        return "json"
+    return "csv" if reader.fmt == "parquet" and output in (None, "-") else reader.fmt
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """Files as they come: any column name passes through (a BOM stripped), ``--columns`` renames a
-header, and ``--prefix``/``--suffix`` let an output be fed back."""
+header, ``--prefix``/``--suffix`` let an output be fed back, and ``--format auto`` answers a pipe
+in the input's format."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from diffcli import cli
 from diffcli.cli import app
 
 runner = CliRunner()
@@ -241,6 +243,62 @@ def test_check_reports_a_fixed_schema_without_prefixes():
     assert "drop --prefix and --suffix" in result.stderr
 
 
+# --format auto: a terminal gets a table; a pipe, the input's format; a file, its extension's.
+
+
+WRITERS = {
+    "csv": lambda frame, path: frame.write_csv(path),
+    "tsv": lambda frame, path: frame.write_csv(path, separator="\t"),
+    "json": lambda frame, path: frame.write_json(path),
+    "ndjson": lambda frame, path: frame.write_ndjson(path),
+    "parquet": lambda frame, path: frame.write_parquet(path),
+}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "answer"), [("csv", "csv"), ("tsv", "tsv"), ("json", "json"), ("ndjson", "ndjson"), ("parquet", "csv")]
+)
+def test_a_pipe_answers_in_the_input_format(tmp_path, fmt, answer):
+    path = tmp_path / f"pts.{fmt}"
+    WRITERS[fmt](pl.read_csv(io.StringIO(POINTS)), path)
+    out = run("grad", "x*y", "-i", str(path)).stdout
+    if answer in ("csv", "tsv"):
+        got = rows(out, "\t" if answer == "tsv" else ",")
+        assert [(float(r["grad_x"]), float(r["grad_y"])) for r in got] == [(3.0, 0.5), (0.125, -1.25), (-4.5, 2.0)]
+    else:
+        objects = json.loads(out) if answer == "json" else [json.loads(line) for line in out.splitlines()]
+        assert [o["grad"] for o in objects] == [{"x": 3.0, "y": 0.5}, {"x": 0.125, "y": -1.25}, {"x": -4.5, "y": 2.0}]
+    assert run("grad", "x*y", "-i", "-", stdin=path.read_bytes()).stdout == out  # sniffed: the same
+
+
+def test_a_file_follows_its_extension_else_the_input(tmp_path):
+    source = tmp_path / "pts.ndjson"
+    pl.read_csv(io.StringIO(POINTS)).write_ndjson(source)
+    run("grad", "x*y", "-i", str(source), "-o", str(tmp_path / "out.csv"))
+    assert (tmp_path / "out.csv").read_text().startswith("x,y,label,value,grad_x,grad_y\n")
+    run("grad", "x*y", "-i", str(source), "-o", str(tmp_path / "out"))
+    assert json.loads((tmp_path / "out").read_text().splitlines()[2])["grad"] == {"x": -4.5, "y": 2.0}
+    parquet = tmp_path / "pts.parquet"
+    pl.read_csv(io.StringIO(POINTS)).write_parquet(parquet)
+    run("grad", "x*y", "-i", str(parquet), "-o", str(tmp_path / "result"))
+    assert pl.read_parquet(tmp_path / "result")["grad_x"].to_list() == [3.0, 0.125, -4.5]
+
+
+def test_scan_and_check_answer_in_the_input_format_too():
+    out = run("scan", "x = r*x", "--init", "x=1", "--steps", "2", "-i", "-", stdin='{"r": 3}\n').stdout
+    assert json.loads(out) == {"at": {"r": 3.0}, "value": 9.0, "grad": {"r": 6.0, "x0": 9.0}}
+    out = run("check", "x*y", "-i", "-", stdin="x\ty\n1\t2\n").stdout
+    assert out.splitlines()[0].split("\t")[:3] == ["output", "quantity", "engine"]
+    assert json.loads(run("value", "x", "--at", "x=1").stdout) == {"at": {"x": 1.0}, "value": 1.0}  # points: JSON
+
+
+def test_a_terminal_gets_a_table_and_a_file_its_extension(monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert cli._format("auto", None) == "table"
+    assert cli._format("auto", "out.jsonl") == "ndjson"
+    assert cli._format("auto", "out.txt") == "auto"  # left to the input
+
+
 # Real pipes (subprocess: marked slow by conftest).
 
 DIFFCLI = f"{sys.executable} -m diffcli"
@@ -257,4 +315,15 @@ def test_grad_piped_into_grad_with_a_prefix(tmp_path):
         "0.5,3.0,a,1.5,3.0,0.5,3.5,1.0,1.0",
         "-1.25,0.125,b,-0.15625,0.125,-1.25,-1.125,1.0,1.0",
         "2.0,-4.5,c,-9.0,-4.5,2.0,-2.5,1.0,1.0",
+    ]
+
+
+def test_ndjson_piped_in_comes_out_as_ndjson(tmp_path):
+    (tmp_path / "pts.ndjson").write_text('{"x": 2, "id": "a"}\n{"x": 3, "id": "b"}\n')
+    command = f"cat pts.ndjson | {DIFFCLI} grad 'x**3' -i -"
+    proc = subprocess.run(command, shell=True, cwd=tmp_path, env=COLD, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == [
+        {"at": {"x": 2.0, "id": "a"}, "value": 8.0, "grad": {"x": 12.0}},
+        {"at": {"x": 3.0, "id": "b"}, "value": 27.0, "grad": {"x": 27.0}},
     ]
