@@ -127,6 +127,8 @@ COMMON = [
         help="auto, table, csv, tsv, json, ndjson, parquet.",
     ),
     _option("output", _Text, None, "--output", "-o", metavar="FILE", help="Write here, whole or not at all."),
+    _option("prefix", str, "", "--prefix", metavar="TEXT", help="Put TEXT before each result's name: d_value."),
+    _option("suffix", str, "", "--suffix", metavar="TEXT", help="Put TEXT after each result's name: value_2."),
     _option("precision", int | None, None, "--precision", metavar="DIGITS", help="Significant digits to write."),
     _option("symbolic", bool, False, "--symbolic", help="Also print each formula, simplified."),
     _option("latex", bool, False, "--latex", help="Also print each formula as LaTeX."),
@@ -141,7 +143,7 @@ COMMON = [
         help="csv, tsv, json, ndjson, parquet.",
     ),
     _option("no_header", bool, False, "--no-header", help="The input has no header line; see --columns."),
-    _option("columns", _Text, None, "--columns", metavar="A,B", help="Names of the input's columns."),
+    _option("columns", _Text, None, "--columns", metavar="A,B", help="Name the input's columns; replaces a header."),
     _option("mapping", _Many, None, "--map", metavar="VAR=COLUMN", help="Take VAR from input column COLUMN."),
     _option("delimiter", _Text, None, "--delimiter", metavar="CHAR", help="The input's field separator."),
     _option("skip_bad_rows", bool, False, "--skip-bad-rows", help="Skip bad input rows, counted on stderr."),
@@ -228,7 +230,12 @@ def _check_command(**options: Any) -> None:
 
 
 _check_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [EXPRESSIONS, WRT, *CHECK_OPTIONS, *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex", "precision"))]
+    [
+        EXPRESSIONS,
+        WRT,
+        *CHECK_OPTIONS,
+        *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex", "precision", "prefix", "suffix")),
+    ]
 )
 _check_command.__doc__ = (
     "Check each derivative against the same formulas at 50 digits and against finite differences "
@@ -442,6 +449,8 @@ def _run(
     precision: int | None,
     symbolic: bool,
     latex: bool,
+    prefix: str,
+    suffix: str,
     source: _Input,
     gate: _Gate,
     wrt: str | None = None,
@@ -455,7 +464,7 @@ def _run(
     texts = [exprs] if isinstance(exprs, str) else exprs
     parsed = _parse(texts)
     auxiliary = _parse(aux or [])
-    fmt = _format(fmt, output, source.input)
+    fmt = _format(fmt, output)
 
     from . import sinks, sources, transforms
 
@@ -468,6 +477,8 @@ def _run(
         tangent=sources.assignments(tangent, "--tangent") if tangent else None,
         cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
         order=order,
+        prefix=prefix,
+        suffix=suffix,
     )
     if (symbolic or latex) and not (at or grid or source.input):  # the formulas alone, as SymPy would print them
         formulas = _formulas(plan, symbolic, latex)
@@ -479,9 +490,10 @@ def _run(
         return
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, plan, points, source)
-        layout = sinks.Layout(
-            coordinates, [(q.path, q.column) for q in plan.quantities]
-        )  # clashing names: before any work
+        fmt = _follow_input(fmt, output, reader)
+        layout = sinks.Layout(  # clashing names: before any work
+            coordinates, [(q.path, q.column) for q in plan.quantities], prefix=prefix, suffix=suffix
+        )
         layout.formulas = _formulas(plan, symbolic, latex)
 
         from . import pipeline
@@ -635,10 +647,21 @@ class _Input:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.no_header != (self.columns is not None):
-            raise UsageError("--no-header and --columns go together: --no-header --columns x,y")
+        if self.no_header and self.columns is None:
+            raise UsageError("--no-header needs --columns to name the columns: --no-header --columns x,y")
+        if self.names:
+            from .readers import misnamed
+
+            problem = misnamed(self.names)
+            if problem:
+                raise UsageError(f"--columns {self.columns}: column {problem[0]}: {problem[1]}")
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise UsageError(f"--delimiter must be one character, got {self.delimiter!r}")
+
+    @property
+    def names(self) -> list[str] | None:
+        """The names ``--columns`` gives."""
+        return [c.strip() for c in self.columns.split(",")] if self.columns is not None else None
 
     @classmethod
     def taken(cls, options: dict[str, Any]) -> _Input:
@@ -665,6 +688,9 @@ def _sources(
     if source.input is not None:
         reader = _reader(stack, source.input, source)
         names = reader.header()
+        for variable, column in renames.items():
+            if column not in names:  # the name may be shown: the user typed it
+                raise UsageError(f"--map {variable}={column}: {reader.name} has no column {column!r}")
         from_file = {v: renames.get(v, v) for v in plan.variables if renames.get(v, v) in names}
         clash = sorted(set(from_file) & set(points.names))
         if clash:
@@ -705,6 +731,8 @@ def _scan(
     fmt: str,
     output: str | None,
     precision: int | None,
+    prefix: str,
+    suffix: str,
     source: _Input,
     gate: _Gate,
 ) -> None:
@@ -724,12 +752,14 @@ def _scan(
         raise UsageError("--check compares both methods at the last step: drop --trajectory and --method")
     if check and (gate.expect or gate.expect_file):
         raise UsageError("--check reports instead of the results: --expect compares the results; use one")
+    if check and (prefix or suffix):
+        raise UsageError("--check reports in the schema of diffcli check: drop --prefix and --suffix")
 
     parsed = _parse(updates)
     results = _parse(outputs or [])
     if any(r.name is None for r in results):
         raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
-    fmt = _format(fmt, output, None if check else source.input)
+    fmt = _format(fmt, output)
     from . import sinks, sources
     from .scan import Scan
 
@@ -740,9 +770,12 @@ def _scan(
             sources.assignments(init, "--init"),
             outputs=results,
             wrt=[n.strip() for n in wrt.split(",")] if wrt else [],
+            prefix=prefix,
+            suffix=suffix,
         )
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, recurrence, points, source)
+        fmt = _follow_input(fmt, output, reader)
         if from_file and any(v != c for v, c in from_file.items()):
             raise UsageError("scan takes parameters from columns of their own names; --map is not supported here")
         from . import pipeline
@@ -759,7 +792,9 @@ def _scan(
             _conditioning_note(recurrence, torch_dtype)
             _report(checker.report.rows(), fmt, output)
             return
-        layout = sinks.Layout([*coordinates, *(["step"] if trajectory else [])], recurrence.columns)
+        layout = sinks.Layout(
+            [*coordinates, *(["step"] if trajectory else [])], recurrence.columns, prefix=prefix, suffix=suffix
+        )
         expectations = gate.expectations(stack, torch_dtype, layout.columns)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
@@ -803,7 +838,7 @@ def _check(
     quantity and engine."""
     if order not in (1, 2):
         raise UsageError(f"--order must be 1 or 2, got {order}")
-    fmt = _format(fmt, output, None)
+    fmt = _format(fmt, output)
     from . import transforms
 
     parsed = _parse(exprs)
@@ -811,6 +846,7 @@ def _check(
     probe = transforms.plan("jacobian", parsed, wrt=[n.strip() for n in wrt.split(",")] if wrt else [])
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, probe, points, source)
+        fmt = _follow_input(fmt, output, reader)
 
         from . import check, pipeline
 
@@ -945,7 +981,7 @@ def _pair(text: str, option: str) -> tuple[str, str]:
 
 def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
     """The input reader for ``--input path``: a file or stdin, format named or sniffed."""
-    from .readers import Reader, input_format
+    from .readers import Reader, first_bytes, input_format
 
     if path == "-":
         if sys.stdin.isatty():
@@ -966,15 +1002,17 @@ def _reader(stack: contextlib.ExitStack, path: str, source: _Input) -> Any:
     if not hasattr(stream, "peek"):
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]  # e.g. a test's BytesIO stdin
     try:
-        head = stream.peek(4096)[:4096]
+        fmt = input_format(path, source.input_format, first_bytes(stream))
     except OSError as e:
         raise DataError(f"{name}: cannot read: {e.strerror}") from None
-    names = [c.strip() for c in source.columns.split(",")] if source.columns else None
+    if source.columns is not None and fmt not in ("csv", "tsv"):
+        raise UsageError(f"--columns names the columns of CSV and TSV input; {fmt} names its own: use --map VAR=NAME")
     return Reader(
         stream,
         name,
-        input_format(path, source.input_format, head),
-        columns=names,
+        fmt,
+        columns=source.names,
+        no_header=source.no_header,
         delimiter=source.delimiter,
         skip_bad=source.skip_bad_rows,
         batch_rows=source.batch_size,
@@ -993,22 +1031,32 @@ def _formulas(plan: Any, symbolic: bool, latex: bool) -> dict[str, dict[str, str
     return formulas
 
 
-def _format(fmt: str, output: str | None, input: str | None) -> str:
+def _format(fmt: str, output: str | None) -> str:
+    """``--format`` checked; ``auto`` decided where the command line decides it: by the ``--output``
+    file's extension, else as a table on a terminal; else left ``auto`` for ``_follow_input``."""
     from .sinks import FORMATS
 
     if fmt == "auto":
         if output and output != "-":
             extension = os.path.splitext(output)[1].lower().lstrip(".")
             known = {"jsonl": "ndjson", "pq": "parquet"}.get(extension, extension)
-            return known if known in FORMATS and known != "table" else "csv" if input else "json"
-        if sys.stdout.isatty():
-            return "table"
-        return "csv" if input else "json"
+            return known if known in FORMATS and known != "table" else "auto"
+        return "table" if sys.stdout.isatty() else "auto"
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; expected auto, {', '.join(FORMATS)}")
     if fmt == "parquet" and not output:
         raise UsageError("--format parquet needs --output FILE")
     return fmt
+
+
+def _follow_input(fmt: str, output: str | None, reader: Any) -> str:
+    """``auto`` as ``_format`` left it: the input's format, so a pipe answers as it is fed (Parquet
+    only into a file: CSV on stdout); JSON without an input."""
+    if fmt != "auto":
+        return fmt
+    if reader is None:
+        return "json"
+    return "csv" if reader.fmt == "parquet" and output in (None, "-") else reader.fmt
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import orjson
 import polars as pl
+import polars.selectors as cs
 
 from .errors import DataError, UsageError
 
@@ -35,6 +36,7 @@ EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which Excel writes before a CSV's header
 BLOCK_BYTES = 1 << 20  # the smallest block read at once
 MAX_RECORD_BYTES = 64 << 20  # the longest record (a quoted field may hold newlines)
 
@@ -57,6 +59,24 @@ def input_format(path: str, explicit: str | None, head: bytes) -> str:
     return {b"[": "json", b"{": "ndjson"}.get(start, delimited)
 
 
+def first_bytes(stream: io.BufferedReader) -> bytes:
+    """The first bytes of ``stream`` (4 KiB at most), for ``input_format`` to sniff; a UTF-8 byte
+    order mark is read past first: it is no part of the first column's name, nor valid JSON."""
+    if stream.peek(len(BOM))[: len(BOM)] == BOM:
+        stream.read(len(BOM))
+    return stream.peek(4096)[:4096]
+
+
+def misnamed(names: Sequence[str]) -> tuple[int, str] | None:
+    """The first name that cannot name a column (its number, 1-based) and why: empty, or used before."""
+    for number, name in enumerate(names, 1):
+        if not name:
+            return number, "the name is empty"
+        if name in names[: number - 1]:
+            return number, f"the same name as column {names.index(name) + 1}"
+    return None
+
+
 @dataclass
 class Reader:
     """Reads one input in frames: first ``header()``, then iterate. ``numeric`` names the columns
@@ -66,7 +86,8 @@ class Reader:
     name: str  # the file name used in messages
     fmt: str
     numeric: set[str] = field(default_factory=set)
-    columns: Sequence[str] | None = None  # names for a file without a header
+    columns: Sequence[str] | None = None  # --columns: the names instead of the header line's
+    no_header: bool = False  # the first line is data (then ``columns`` names it)
     delimiter: str | None = None
     skip_bad: bool = False
     batch_rows: int = 65_536
@@ -78,23 +99,37 @@ class Reader:
     first: pl.DataFrame | list[object] | None = field(default=None, init=False)  # JSON, Parquet: the first part
     parts: Iterator[pl.DataFrame | list[object]] = field(default_factory=lambda: iter(()), init=False)
 
-    def fail(self, row: int | str | None, column: str | None, problem: str) -> DataError:
-        """A data error naming the file, the row (1-based, the header not counted) and the column."""
+    def fail(self, row: int | str | None, column: str | int | None, problem: str) -> DataError:
+        """A data error naming the file, the row (1-based, the header not counted) and the column:
+        a variable's by the name the user typed, any other by its number (1-based), since messages
+        never show a file's contents."""
+        if isinstance(column, str) and column not in self.numeric:
+            column = self.names.index(column) + 1
         place = [f"row {row}" if isinstance(row, int) else row or "", f"column {column!r}" if column else ""]
         where = ", ".join(p for p in place if p)
         return DataError(f"{self.name}: {where + ': ' if where else ''}{problem}")
 
     def header(self) -> list[str]:
-        """The column names (reading the header line of a delimited file); checked as identifiers."""
+        """The column names: a delimited file's header line (or ``columns`` instead), the first JSON
+        object's keys, Parquet's names. Any text is a name, but not an empty one or one used twice."""
         if self.fmt in ("csv", "tsv"):
             line = self.stream.readline()
             if not line.strip():
                 raise self.fail(None, None, "is empty: expected a header line")
-            self.pending = line if self.columns is not None else b""  # without a header: data
-            try:
-                names = list(self.columns or next(csv.reader([self._text(line, None)], delimiter=self.separator)))
-            except csv.Error as e:
-                raise self.fail("header", None, f"is not valid CSV ({e})") from None
+            if self.no_header:
+                self.pending, names = line, list(self.columns or [])
+            else:
+                try:
+                    names = next(csv.reader([self._text(line, None)], delimiter=self.separator))
+                except csv.Error as e:
+                    raise self.fail("header", None, f"is not valid CSV ({e})") from None
+                if self.columns is not None:  # --columns renames the header's columns
+                    if len(self.columns) != len(names):
+                        raise UsageError(
+                            f"--columns names {len(self.columns)} columns, but the header of {self.name} "
+                            f"has {len(names)}"
+                        )
+                    names = list(self.columns)
         else:
             self.parts = self._structured()  # frames of Parquet, lists of JSON objects
             self.first = next(self.parts, None)
@@ -103,23 +138,16 @@ class Reader:
                     raise self.fail(None, None, "has no rows")
                 self.record_keys = list(self.first[0]) if isinstance(self.first[0], dict) else []
             names = self.first.columns if isinstance(self.first, pl.DataFrame) else self.record_keys
-            if isinstance(self.first, pl.DataFrame):
-                for name, kind in self.first.schema.items():
-                    if kind.is_nested() or kind in (pl.Binary, pl.Object):
-                        raise self.fail(
-                            "header", name, f"has type {kind.base_type()}, which diffcli cannot pass through or use"
-                        )
-        for number, name in enumerate(names, 1):
-            if not name.isidentifier():  # not quoted: messages never show a file's contents
-                raise self.fail(
-                    f"header, column {number}",
-                    None,
-                    "the name is not a plain identifier (letters, digits, _); "
-                    "name the columns with --no-header --columns",
-                )
-            if names.count(name) > 1:
-                raise self.fail("header", name, "column name appears twice")
+        problem = misnamed(names)
+        if problem:
+            raise self.fail("header", *problem)
         self.names = names
+        if isinstance(self.first, pl.DataFrame):
+            for name, kind in self.first.schema.items():
+                if kind.is_nested() or kind in (pl.Binary, pl.Object):
+                    raise self.fail(
+                        "header", name, f"has type {kind.base_type()}, which diffcli cannot pass through or use"
+                    )
         return names
 
     @property
@@ -314,14 +342,16 @@ class Reader:
             if n in self.numeric:
                 continue
             if kind in (pl.Int128, pl.UInt128):
-                frame = frame.with_columns(pl.col(n).cast(pl.String))
+                frame = frame.with_columns(cs.by_name(n).cast(pl.String))
             elif kind == pl.Duration:
-                frame = frame.with_columns(pl.col(n).dt.to_string())
+                frame = frame.with_columns(cs.by_name(n).dt.to_string())
         for n in self.numeric:
             if not frame.schema[n].is_numeric():
                 raise self.fail(None, n, f"has type {frame.schema[n]}, not a number")
-            frame = frame.with_columns(pl.col(n).cast(pl.Float64))
-        nulls = frame.select(pl.any_horizontal(pl.col(*self.numeric).is_null())).to_series() if self.numeric else None
+            frame = frame.with_columns(cs.by_name(n).cast(pl.Float64))
+        nulls = (
+            frame.select(pl.any_horizontal(cs.by_name(*self.numeric).is_null())).to_series() if self.numeric else None
+        )
         if nulls is not None and nulls.any():
             if not self.skip_bad:
                 row = int(nulls.arg_true()[0])

@@ -58,7 +58,10 @@ class Scan:
         *,
         outputs: Sequence[Parsed] = (),
         wrt: Sequence[str] = (),
+        prefix: str = "",
+        suffix: str = "",
     ) -> None:
+        """``prefix`` and ``suffix`` go around every reported column's name (``--prefix d_``: ``d_value``)."""
         if not updates or any(u.name is None for u in updates):
             raise UsageError("each update assigns a state: scan 'x = r*x*(1-x)'")
         self.states = tuple(u.name for u in updates)  # type: ignore[misc]
@@ -93,6 +96,7 @@ class Scan:
             for n in names
             for t in self.wrt
         ]
+        self.columns = [(path, f"{prefix}{column}{suffix}") for path, column in self.columns]
         self.growth = 0.0  # the largest amplification of a perturbation of the state seen
         self.step_done: Callable[[float], None] | None = None  # told the share of a run's steps done
         maps, results = [rules.accurate(u.expr) for u in updates], [rules.accurate(o.expr) for o in outputs]
@@ -276,7 +280,7 @@ class Scan:
     def _reported(self, frame: pl.DataFrame, numbers: list[torch.Tensor], step: int | None) -> pl.DataFrame:
         out = pl.DataFrame({c: r.cpu().numpy() for (_, c), r in zip(self.columns, numbers)})
         if step is not None:
-            out = out.with_columns(pl.lit(step, dtype=pl.Int64).alias("step")).select("step", *out.columns)
+            out.insert_column(0, pl.repeat(step, out.height, dtype=pl.Int64, eager=True).alias("step"))
         return frame.hstack(out) if frame.width else out
 
 

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 
 from .errors import UsageError
 
@@ -29,18 +30,25 @@ UNLIMITED = 10_000  # the width of a table outside a terminal, unless $COLUMNS s
 
 @dataclass
 class Layout:
-    """What a row holds: coordinates (or input columns), the quantities, and optional formulas."""
+    """What a row holds: coordinates (or input columns), the quantities, and optional formulas.
+
+    ``prefix`` and ``suffix`` (``--prefix``, ``--suffix``) are around each column of a quantity
+    already (its plan named it so); a JSON object gets them around each key beside ``at``.
+    """
 
     coordinates: Sequence[str]
     quantities: Sequence[tuple[tuple[str, ...], str]]  # (JSON path, column)
     formulas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # kind -> column -> text
+    prefix: str = ""
+    suffix: str = ""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
         for name in [*self.coordinates, *self.columns]:
             if name in seen:
                 raise UsageError(
-                    f"the column {name!r} would appear twice (an input, point or result name); rename one of them"
+                    f"the column {name!r} would appear twice (an input, point or result name); rename one of them",
+                    hint="--prefix or --suffix renames the results: --prefix d_" if name in self.columns else None,
                 )
             seen.add(name)
 
@@ -80,7 +88,7 @@ class Sink(abc.ABC):
         spec = f"{{:.{self.precision}g}}"
         convert = spec.format if as_text else (lambda v: float(spec.format(v)))
         dtype = pl.String if as_text else pl.Float64
-        return frame.with_columns(pl.col(c).map_elements(convert, return_dtype=dtype) for c in self.layout.columns)
+        return frame.with_columns(cs.by_name(c).map_elements(convert, return_dtype=dtype) for c in self.layout.columns)
 
 
 class DelimitedSink(Sink):
@@ -113,10 +121,11 @@ class JsonSink(Sink):
         super().__init__(stream, layout, precision)
         self.lines = lines
         self.pending: bytes | None = None  # the first object, until we know whether more follow
-        at = pl.struct(*layout.coordinates) if layout.coordinates else pl.lit({})
-        self.shape = [at.alias("at"), *_nest(layout.quantities, pl.col)]
+        at = pl.struct(cs.by_name(*layout.coordinates)) if layout.coordinates else pl.lit({})
+        keyed = [((f"{layout.prefix}{head}{layout.suffix}", *rest), c) for (head, *rest), c in layout.quantities]
+        self.shape = [at.alias("at"), *_nest(keyed, cs.by_name)]
         for kind, texts in layout.formulas.items():
-            self.shape.append(pl.struct(*_nest(layout.quantities, lambda c, t=texts: pl.lit(t[c]))).alias(kind))
+            self.shape.append(pl.struct(*_nest(keyed, lambda c, t=texts: pl.lit(t[c]))).alias(kind))
 
     def emit(self, frame: pl.DataFrame) -> None:
         text = self.rounded(frame, as_text=False).select(self.shape).write_ndjson().encode()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import sympy
@@ -75,13 +75,16 @@ def plan(
     tangent: Mapping[str, float] | None = None,
     cotangent: Mapping[str, float] | None = None,
     order: int | None = None,
+    prefix: str = "",
+    suffix: str = "",
 ) -> Plan:
     """Every quantity ``operation`` reports for the expressions ``parsed``.
 
     ``wrt`` defaults to every free variable of the expressions, sorted (for ``derivative`` it is
     the sequence of variables, repeats allowed: ``x, x, y`` is d³f/dx²dy; or one variable and
     its ``order``). ``tangent`` and
-    ``cotangent`` components not given are 0.
+    ``cotangent`` components not given are 0. ``prefix`` and ``suffix`` go around every column
+    name (``--prefix d_``: ``d_value``), which must then differ from the variables.
 
     >>> [q.column for q in plan("grad", [Parsed(None, symbol("x") ** 2)]).quantities]
     ['value', 'grad_x']
@@ -180,6 +183,8 @@ def plan(
         if a.name is None:
             raise UsageError(f"--aux needs a name: --aux name=EXPR, got {a.expr}")
         quantities.append(Quantity(("aux", a.name), a.name, a.expr))
+    named = {q.column: f"{prefix}{q.column}{suffix}" for q in quantities}
+    quantities = [replace(q, column=named[q.column], of=tuple(named[c] for c in q.of)) for q in quantities]
     needed = free | set(wrt) | set().union(*(variables_of(a.expr) for a in aux))
     _check_unique([q.column for q in quantities], needed)
     places = () if operation == "value" else tuple((n, rules.kinks(e)) for n, e in zip(names, exprs))

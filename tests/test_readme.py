@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).parent.parent / "README.md"
-FILES = {"pts.csv": "x,y,label\n0.5,3,a\n-1.25,0.125,b\n2,-4.5,c\n", "bad.csv": "x,y\n1,2\n3,oops\n"}
+FILES = {
+    "pts.csv": "x,y,label\n0.5,3,a\n-1.25,0.125,b\n2,-4.5,c\n",
+    "bad.csv": "x,y\n1,2\n3,oops\n",
+    "excel.csv": "\ufeffSample ID,Sample value,Weight\nA-1,2,3\nB-2,0.5,4\n",  # a byte order mark, as Excel writes
+}
 
 
 def examples() -> list[tuple[str, str]]:
@@ -33,7 +37,7 @@ def examples() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("command", "shown"), examples(), ids=lambda v: v[:50] if isinstance(v, str) else "")
 def test_readme_example(tmp_path, command, shown):
     for name, content in FILES.items():
-        (tmp_path / name).write_text(content)
+        (tmp_path / name).write_text(content, encoding="utf-8")
     line = re.sub(r"\bdiffcli\b(?= )", f"{sys.executable} -m diffcli", command, count=0)
     env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, "DIFFCLI_NO_SERVER": "1"}  # tables unbounded
     got = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
