@@ -281,7 +281,7 @@ _scan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         _parameter("updates", Annotated[list[str], typer.Argument(metavar="UPDATE...", help="x = r*x*(1-x), ...")]),
         WRT,
         *SCAN_OPTIONS,
-        *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex")),
+        *(p for p in COMMON if p.name not in ("aux", "symbolic", "latex", "mapping")),
     ]
 )
 _scan_command.__doc__ = (
@@ -665,8 +665,8 @@ class _Input:
 
     @classmethod
     def taken(cls, options: dict[str, Any]) -> _Input:
-        """The input options, taken out of a command's ``options``."""
-        return cls(**{f.name: options.pop(f.name) for f in dataclasses.fields(cls)})
+        """The input options, taken out of a command's ``options`` (``scan`` has no ``--map``)."""
+        return cls(**{f.name: options.pop(f.name, None) for f in dataclasses.fields(cls)})
 
 
 def _check_precision(precision: int | None) -> None:
@@ -777,7 +777,7 @@ def _scan(
         reader, from_file, coordinates = _sources(stack, recurrence, points, source)
         fmt = _follow_input(fmt, output, reader)
         if from_file and any(v != c for v, c in from_file.items()):
-            raise UsageError("scan takes parameters from columns of their own names; --map is not supported here")
+            raise UsageError("scan takes each parameter from the column or point of its own name")
         from . import pipeline
 
         torch_dtype, target = _torch(dtype, device)
