@@ -222,8 +222,9 @@ def finite_differences(value, values, like, wrt, *, order=1, scale=None, noise=1
     """
     eps = torch.finfo(like.dtype).eps
     if scale is None:  # steps relative to max(|x|, 1), and on down to |x|'s own scale for small x
-        smallest = min(float(values[v].abs().min()) for v in wrt) if wrt else 1.0
-        levels += min(EXTRA_LEVELS, max(0, math.ceil(-math.log2(max(smallest, 1e-300)))))
+        smallest = min((float(values[v].abs().min()) for v in wrt), default=1.0)
+        if math.isfinite(smallest) and smallest < 1:  # not at inf or NaN (1e160 in float32)
+            levels += min(EXTRA_LEVELS, math.ceil(-math.log2(max(smallest, 1e-300))))
     numbers, estimates = {}, {}
     pairs = [(v, None) for v in wrt] + ([(v, w) for v in wrt for w in wrt] if order == 2 else [])
     for a, b in pairs:

@@ -899,7 +899,12 @@ def _write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> No
 
     import polars as pl
 
-    strict = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in rows]
+    def finite(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+
+    strict = [finite(r) for r in rows]
     if fmt in ("json", "ndjson"):
         lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in strict]
         if fmt == "ndjson":

@@ -59,7 +59,8 @@ class Session:
         return b'{"id":' + orjson.dumps(identity) + b"," + body[1:] + b"\n"
 
     def _evaluate(self, request: dict[str, Any]) -> bytes:
-        fields = {"check": CHECK_FIELDS, "scan": SCAN_FIELDS}.get(request.get("op"), FIELDS)  # type: ignore[arg-type]
+        op = request.get("op")
+        fields = {"check": CHECK_FIELDS, "scan": SCAN_FIELDS}.get(op, FIELDS) if isinstance(op, str) else FIELDS
         unknown = sorted(set(request) - {*fields, "id", "at", "grid", "precision"})
         if unknown:
             raise UsageError(f"unknown request field {unknown[0]!r}", hint=f"fields: {', '.join(sorted(fields))}")
@@ -69,10 +70,10 @@ class Session:
                 f"a request answers at most {MAX_REQUEST_POINTS:,} points (one line); this one has {len(points):,}",
                 hint="for more, the command line streams: diffcli value EXPR --grid ...",
             )
-        if request.get("op") == "check":
+        if op == "check":
             return self._check(request, points)
         notes: list[str] = []
-        if request.get("op") == "scan":
+        if op == "scan":
             recurrence, steps, trajectory, method = self._scan(request, notes)
             columns, variables, kinks = recurrence.columns, recurrence.parameters, None
         else:

@@ -78,7 +78,7 @@ def random_request(rng: random.Random) -> dict:
     names = sorted(FUNCTIONS)
     inner = call(rng.choice(names), [rng.choice(["x", "y", "x*y", "x - 1", "2*y"])])
     text = call(rng.choice(names), [inner, rng.choice(["y", "x", "0.5"])])
-    op = rng.choice(["value", "grad", "hessian", "jacobian", "jvp", "vjp", "derivative", "taylor"])
+    op = rng.choice(["value", "grad", "hessian", "jacobian", "jvp", "vjp", "derivative", "taylor", "check", "scan"])
     value = lambda: rng.choice([0.0, 1.0, -1.0, 0.5, 1e-300, -1e300, 20.0, 1e160, math.pi, rng.uniform(-5, 5)])  # noqa: E731
     request: dict = {"id": rng.randrange(10**6), "op": op, "expr": text, "at": {"x": value(), "y": value()}}
     if op == "jvp":
@@ -87,8 +87,10 @@ def random_request(rng: random.Random) -> dict:
         request["cotangent"] = {"f1": 1}
     if op == "derivative":
         request["wrt"] = rng.choice(["x", "y", "x,x", "x,y,y", "x,x,x,y"])
-    if op == "taylor":
-        request["order"] = rng.randrange(0, 8)
+    if op in ("taylor", "check"):
+        request["order"] = rng.randrange(0, 8) if op == "taylor" else rng.choice([1, 2, 3])
+    if op == "scan":
+        request.update(expr=f"x = {text}", init={"x": value()}, steps=rng.choice([0, 1, 5, -1]), wrt="x0")
     if rng.random() < 0.3:
         request["aux"] = {"a": call(rng.choice(names), ["x"])}
     if rng.random() < 0.05:  # points of every shape, some far too many
