@@ -243,19 +243,20 @@ class TableSink(Sink):
 
         outputs: dict[str, dict[str, str]] = {}  # output -> quantity -> text
         variables: dict[str, dict[str, str]] = {n: {"at": row[n]} for n in self.layout.coordinates}
+        fix, suffix = self.layout.prefix, self.layout.suffix  # --prefix d_: the headers read d_grad
         for path, column in self.layout.quantities:
             head, *rest = path
             text = row[column]
             if head in ("grad", "vjp"):
-                variables.setdefault(rest[0], {})[head] = text
+                variables.setdefault(rest[0], {})[f"{fix}{head}{suffix}"] = text
             elif head == "jacobian":
-                variables.setdefault(rest[1], {})[f"∂{rest[0]}"] = text
+                variables.setdefault(rest[1], {})[f"{fix}∂{rest[0]}{suffix}"] = text
             elif head == "hessian":
-                variables.setdefault(rest[0], {})[f"hessian {rest[1]}"] = text
+                variables.setdefault(rest[0], {})[f"{fix}hessian {rest[1]}{suffix}"] = text
             elif head == "aux":
-                outputs.setdefault(f"{rest[0]} (aux)", {})["value"] = text
+                outputs.setdefault(f"{rest[0]} (aux)", {})[f"{fix}value{suffix}"] = text
             else:
-                outputs.setdefault(rest[0] if rest else self.title, {})[head] = text
+                outputs.setdefault(rest[0] if rest else self.title, {})[f"{fix}{head}{suffix}"] = text
         tables = []
         for label, rows in (("output", outputs), ("variable", variables)):
             if not rows:

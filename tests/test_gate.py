@@ -142,3 +142,16 @@ def test_option_values_complete(words, expected):
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     assert out.getvalue().split() == expected
+
+
+def test_the_progress_line_says_the_share_done_and_the_time_left(monkeypatch):
+    from diffcli import cli
+
+    clock = iter([100.0, 104.0])  # started, then 4 s later
+    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    progress = cli._Progress(after=1.0)
+    progress.shown = True  # as on a terminal
+    progress.update(rows=2_000, done=0.25)
+    (task,) = progress.bar.tasks
+    assert task.description == "2,000 rows, 500 rows/s, 25% done, 12 s left"
+    progress.close()
