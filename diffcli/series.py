@@ -482,30 +482,32 @@ def acot(u: Series) -> Series:
     return (-atan(u)).with_value(special.acot(u.value))
 
 
-def _reciprocal(u: Series) -> Series:
-    return Series.constant(u.basis, torch.ones_like(u.value)) / u
+def _asec_rate(u: Series) -> Series:
+    """asec' = 1/(|u|·sqrt(u² - 1)) = (1/s²)·1/(|v|·sqrt(v² - 1/s²)), v = u/s: (u - 1)(u + 1)
+    exact near ±1, nothing squared that overflows."""
+    v, s = _scaled(u)
+    minus = (v * v - Series.constant(u.basis, 1 / s / s)).with_value((v.value - 1 / s) * (v.value + 1 / s))
+    return (power(minus, -0.5) / v.scaled(torch.sign(u.value))).scaled(1 / s / s)
 
 
 def asec(u: Series) -> Series:
-    return acos(_reciprocal(u))
+    return _integral(u, special.asec(u.value), _asec_rate(u))
 
 
 def acsc(u: Series) -> Series:
-    return asin(_reciprocal(u))
+    return _integral(u, special.acsc(u.value), -_asec_rate(u))
+
+
+def _composed(u: Series, derivatives: Sequence[Tensor]) -> Series:
+    """f(u) from f's derivatives at u0: Σ f⁽ᵐ⁾(u0)/m!·(u - u0)ᵐ, by Horner's rule (u - u0 has no
+    constant part, so nothing cancels that the derivatives did not already carry)."""
+    shift = Series(u.basis, [torch.zeros_like(u.parts[0]), *u.parts[1:]])
+    order = u.basis.order
+    total = Series.constant(u.basis, derivatives[order] / float(math.factorial(order)))
+    for m in reversed(range(order)):
+        total = total * shift + Series.constant(u.basis, derivatives[m] / float(math.factorial(m)))
+    return total
 
 
 def sinc(u: Series) -> Series:
-    """sin(u)/u where |u0| >= 1; nearer 0, where that division loses digits (and fails at 0), the
-    power series Σ (-1)^k u^(2k)/(2k+1)! in the series' arithmetic, by Horner's rule."""
-    near = u.value.abs() < 1
-    far = u.with_value(torch.where(near, 1.0, u.value))
-    divided = sin(far) / far
-    v = u.with_value(torch.where(near, u.value, 0.0))
-    square = v * v
-    terms = 12 + u.basis.order // 2  # u0² < 1: the k-th term is below 1/(2k+1)!, and order more
-    total = Series.constant(u.basis, torch.full_like(u.value, (-1) ** terms / math.factorial(2 * terms + 1)))
-    for k in reversed(range(terms)):
-        total = (total * square) + Series.constant(
-            u.basis, torch.full_like(u.value, (-1) ** k / math.factorial(2 * k + 1))
-        )
-    return select(near, total, divided)
+    return _composed(u, special.sinc_derivatives(u.value, u.basis.order + 1))

@@ -289,35 +289,48 @@ def acot(x: Tensor) -> Tensor:
     return torch.where(x == 0, math.pi / 2, torch.atan(1 / x))
 
 
+def _root_of_square_minus_one(x: Tensor) -> Tensor:
+    """sqrt(x² - 1): as sqrt((x - 1)(x + 1)), exact near ±1 (where x² - 1 and 1/x would round);
+    past 2^500 as |x|·sqrt((1 - 1/x)(1 + 1/x)), which does not overflow; never -0."""
+    big = x.abs() > 2.0**500
+    near = torch.sqrt((x - 1) * (x + 1)).abs()
+    far = x.abs() * torch.sqrt((1 - 1 / x) * (1 + 1 / x))
+    return torch.where(big, far, near)
+
+
 def asec(x: Tensor) -> Tensor:
-    return torch.acos(1 / x)
+    """acos(1/x) as atan2(sqrt(x² - 1), sign x): no digits lost next to ±1."""
+    return torch.atan2(_root_of_square_minus_one(x), torch.sign(x))
 
 
 def acsc(x: Tensor) -> Tensor:
-    return torch.asin(1 / x)
-
-
-SINC_SERIES_BELOW = 2.0  # |x| under which sinc's derivatives come from its power series (no cancellation)
+    """asin(1/x) as atan2(sign x, sqrt(x² - 1))."""
+    return torch.atan2(torch.sign(x), _root_of_square_minus_one(x))
 
 
 def sinc(x: Tensor) -> Tensor:
     return torch.where(x == 0, 1.0, torch.sin(x) / torch.where(x == 0, 1.0, x))
 
 
+def sinc_derivatives(x: Tensor, count: int) -> list[Tensor]:
+    """sinc and its first ``count - 1`` derivatives. From x·sinc = sin, n-fold:
+    x·s⁽ⁿ⁾ + n·s⁽ⁿ⁻¹⁾ = sin⁽ⁿ⁾. Upwards (s⁽ⁿ⁾ from s⁽ⁿ⁻¹⁾) the error grows by n/|x| a step, so it
+    serves n <= |x|; downwards (s⁽ⁿ⁻¹⁾ from s⁽ⁿ⁾, Miller's way, from 0 far above, whose error
+    |s⁽ᴺ⁾| <= 1/(N+1) shrinks by |x|/n a step) it serves n > |x|, and x = 0 exactly."""
+    w = torch.where(x == 0, 1.0, x)
+    sin, cos = torch.sin(x), torch.cos(x)
+    turns = (sin, cos, -sin, -cos)  # sin⁽ᵐ⁾ = sin(x + m·pi/2)
+    up = [sinc(x)]
+    for n in range(1, count):
+        up.append((turns[n % 4] - n * up[-1]) / w)
+    top = 2 * count + 40
+    down = [torch.zeros_like(x)]  # s⁽ᵗᵒᵖ⁾ taken as 0
+    for n in range(top, 0, -1):
+        down.append((turns[n % 4] - x * down[-1]) / n)  # s⁽ⁿ⁻¹⁾
+    down.reverse()  # down[n] = s⁽ⁿ⁾
+    return [torch.where(n <= x.abs(), up[n], down[n]) for n in range(count)]
+
+
 def sinc_d(n: int | Tensor, x: Tensor) -> Tensor:
-    """The n-th derivative of sinc(x) = sin(x)/x. Below |x| = 2 its power series
-    Σ (-1)^k x^(2k-n) / ((2k+1)·(2k-n)!), whose terms fall fast (x = 1e-8 has no cancellation to
-    lose digits to); beyond, Leibniz's rule on sin(x)·(1/x), whose terms are then small."""
-    n = int(n)
-    small = x.abs() < SINC_SERIES_BELOW
-    z = torch.where(small, x, 0.0)
-    series = torch.zeros_like(x)
-    for k in reversed(range((n + 1) // 2, (n + 41) // 2)):  # 2k - n from 0 or 1 to ~40: 2^40/40! < 1e-36
-        series = series + (-1) ** k / ((2 * k + 1) * math.factorial(2 * k - n)) * z ** (2 * k - n)
-    w = torch.where(small, 1.0, x)
-    sin, cos = torch.sin(w), torch.cos(w)
-    turns = (sin, cos, -sin, -cos)  # sin^(m) = sin(x + m·pi/2)
-    leibniz = sum(
-        math.comb(n, j) * turns[(n - j) % 4] * ((-1) ** j * math.factorial(j) / w ** (j + 1)) for j in range(n + 1)
-    )
-    return torch.where(small, series, leibniz)
+    """The n-th derivative of sinc(x) = sin(x)/x."""
+    return sinc_derivatives(x, int(n) + 1)[int(n)]

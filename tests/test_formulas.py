@@ -216,3 +216,30 @@ def test_a_number_that_is_not_what_was_written_is_refused(text, message):
     with pytest.raises(ExpressionError, match=message):
         parse_number(text)
     assert parse_number("-inf") == -math.inf and parse_number("1e308") == 1e308
+
+
+@pytest.mark.parametrize("x0", [0.0, 1e-9, 0.3, 1.0, 2.0, 3.0, 5.0, -7.5, 30.0, 1e10])
+@pytest.mark.parametrize("order", [3, 7, 20, 40])
+def test_sinc_derivatives_of_every_order_match_mpmath(x0, order):
+    """Neither sin(x)/x's cancellation near 0 nor the series division's instability for |x| < order."""
+    import mpmath
+
+    p = plan("derivative", [parse("sinc(x)")], wrt=["x"], order=order)
+    like = torch.empty(1, dtype=torch.float64)
+    got = float(evaluator(p)({"x": torch.tensor([x0], dtype=torch.float64)}, like)["derivative"][0])
+    with mpmath.workdps(60):
+        want = mpmath.diff(mpmath.sinc, mpmath.mpf(x0), order)
+    assert abs(got - want) <= 1e-13 * abs(want) + 1e-30, (got, float(want))
+
+
+@pytest.mark.parametrize("x0", [1 + 2**-52, 1.0000001, -1.0000001, -1.0, 1.0, 3.0, -1e200, 1e300])
+def test_asec_and_acsc_keep_their_digits_next_to_one_and_far_out(x0):
+    import mpmath
+
+    for name, reference in (("asec", mpmath.asec), ("acsc", mpmath.acsc)):
+        p = plan("value", [parse(f"{name}(x)")])
+        like = torch.empty(1, dtype=torch.float64)
+        got = float(evaluator(p)({"x": torch.tensor([x0], dtype=torch.float64)}, like)["value"][0])
+        with mpmath.workdps(60):
+            want = reference(mpmath.mpf(x0))
+        assert abs(got - want) <= 2e-16 * abs(want), (name, x0, got, float(want))
