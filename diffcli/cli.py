@@ -12,7 +12,6 @@ import inspect
 import io
 import math
 import os
-import re
 import stat
 import sys
 import tempfile
@@ -682,7 +681,13 @@ def _sources(
 ) -> tuple[Any, dict[str, str], list[str]]:
     """The input reader (or None), the input column of each variable, and the coordinate columns;
     usage errors for variables that nothing gives a value."""
-    renames = dict(_pair(m, "--map") for m in source.mapping or [])
+    from . import sources
+    from .language import variable_name
+
+    renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping or [])}
+    stray = sorted(set(renames) - set(plan.variables))
+    if stray:
+        raise UsageError(f"--map {stray[0]}=…: {stray[0]} is not a variable of the expression")
     reader = None
     from_file: dict[str, str] = {}  # variable -> input column
     if source.input is not None:
@@ -695,13 +700,8 @@ def _sources(
         clash = sorted(set(from_file) & set(points.names))
         if clash:
             raise UsageError(f"{clash[0]} is both a column of {reader.name} and given by --at/--grid")
-    columns = set(reader.names if reader else []) | set(points.names)
-    for v in plan.variables:  # x_3 of x[3]: a column x[3], else the value of the family x (--at x=1)
-        member = re.fullmatch(r"(\w+?)_(\d+)", v)
-        if member and v not in columns and v not in from_file:
-            given = [c for c in (f"{member[1]}[{member[2]}]", member[1]) if c in columns]
-            if given and member[1] not in plan.variables:
-                from_file[v] = given[0]
+    unmapped = [v for v in plan.variables if v not in from_file]
+    from_file.update(sources.family_columns(unmapped, plan.indexed, [*points.names, *(reader.names if reader else [])]))
     if reader is not None:
         reader.numeric = {c for c in from_file.values() if c in reader.names}
     missing = [v for v in plan.variables if v not in points.names and v not in from_file]
@@ -776,8 +776,7 @@ def _scan(
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, recurrence, points, source)
         fmt = _follow_input(fmt, output, reader)
-        if from_file and any(v != c for v, c in from_file.items()):
-            raise UsageError("scan takes each parameter from the column or point of its own name")
+        recurrence.sources = from_file
         from . import pipeline
 
         torch_dtype, target = _torch(dtype, device)

@@ -74,6 +74,18 @@ class cbrt(_Defined):  # noqa: N801
         return 1 / (3 * cbrt(self.args[0]) ** 2)
 
 
+class Abs(sympy.Abs):
+    """|x| for real arguments: SymPy's own rewrites |exp(z)| as exp(re(z)) when it cannot prove z
+    real (acsc(y), sqrt(y): complex outside their domains), and ``re`` has no real meaning here."""
+
+    @classmethod
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
+        result = super().eval(arg)
+        if result is not None and result.has(sympy.re, sympy.im, sympy.arg, sympy.atan2):
+            return None  # keep |arg| whole
+        return result
+
+
 class floor(sympy.floor):  # noqa: N801
     """floor, whose derivative is 0 (everywhere it exists; torch's convention at the jumps)."""
 

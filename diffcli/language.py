@@ -89,7 +89,7 @@ FUNCTIONS: dict[str, tuple[Builder, int, int | None]] = {
     "log1p": (cfunctions.log1p, 1, 1),
     "sqrt": (sympy.sqrt, 1, 1),
     "cbrt": (functions.cbrt, 1, 1),
-    "abs": (sympy.Abs, 1, 1),
+    "abs": (functions.Abs, 1, 1),
     "sign": (sympy.sign, 1, 1),
     "floor": (functions.floor, 1, 1),
     "ceil": (functions.ceiling, 1, 1),
@@ -145,6 +145,7 @@ class Parsed:
     name: str | None
     expr: sympy.Expr
     notes: tuple[str, ...] = ()
+    indexed: frozenset[str] = frozenset()  # the variables written x[i]: x_1, … (a value for x gives them all)
 
 
 def parse(text: str) -> Parsed:
@@ -172,7 +173,8 @@ def parse(text: str) -> Parsed:
     builder = _Builder(text, start, python, origin)
     builder.screen(tree)
     with symbolic_time_limit("parsing"):
-        return Parsed(name, builder.number(tree.body), tuple(notes))
+        expr = builder.number(tree.body)
+        return Parsed(name, expr, tuple(notes), frozenset(builder.members))
 
 
 def _syntax_tree(python: str) -> ast.Expression:
@@ -185,6 +187,8 @@ def _syntax_tree(python: str) -> ast.Expression:
         with warnings.catch_warnings():  # "invalid decimal literal" (1and), "invalid escape sequence"
             warnings.simplefilter("ignore")
             return ast.parse(python, mode="eval")
+    except (MemoryError, RecursionError):  # Python's parser on thousands of nested ^ or unary -
+        raise ExpressionError(f"expression is nested more than {MAX_DEPTH} levels deep") from None
     finally:
         sys.setrecursionlimit(limit)
 
@@ -202,6 +206,11 @@ def parse_number(text: str) -> float:
     if math.isinf(value) and not parsed.expr.has(sympy.oo, sympy.S.NegativeInfinity):
         raise ExpressionError(f"{text!r} overflows a double (largest 1.8e308); write inf for infinity")
     return value
+
+
+def variable_name(text: str) -> str:
+    """The variable a name in an option or column means: ``x[3]`` is x_3 (see ``x[i]``)."""
+    return re.sub(r"^(\w+)\[(\d+)\]$", r"\1_\2", text.strip())
 
 
 def in_order(names: Iterable[str]) -> list[str]:
@@ -293,6 +302,10 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
                 continue
             if token.type == tokenize.ERRORTOKEN and not token.string.isspace():
                 raise ExpressionError(f"unexpected character {token.string!r}", source=text, position=token.start[1])
+            if token.type == tokenize.NAME and token.string.startswith("_"):
+                raise ExpressionError(
+                    f"names may not start with an underscore: {token.string!r}", source=text, position=token.start[1]
+                )
             begin, end = token.start[1], token.end[1]
             if token.string in "([{":
                 opened.append(begin)
@@ -363,6 +376,7 @@ class _Builder:
         self.text, self.start, self.python, self.origin = text, start, python, origin
         self.indices: dict[str, int] = {}  # the index variables of the sum() and prod() being expanded
         self.expanded = 0  # syntax-tree nodes that sum() and prod() have expanded to, against MAX_NODES
+        self.members: set[str] = set()  # the variables written x[i]
         # ast counts bytes: the character at each byte offset (one entry per byte, computed once)
         self.characters = [i for i, ch in enumerate(python) for _ in ch.encode()] + [len(python)]
 
@@ -492,11 +506,7 @@ class _Builder:
             return CONSTANTS[node.id]
         if node.id in FUNCTIONS or node.id in REDUCTIONS:
             raise self.fail(f"{node.id!r} is a function", node, f"call it: {node.id}(...)")
-        if node.id.startswith(KEYWORD_VARIABLE):
-            return symbol(node.id.removeprefix(KEYWORD_VARIABLE))
-        if node.id.startswith("_"):
-            raise self.fail(f"names may not start with an underscore: {node.id!r}", node)
-        return symbol(node.id)
+        return symbol(node.id.removeprefix(KEYWORD_VARIABLE))  # names users write never start with _
 
     def whole(self, node: ast.expr, what: str) -> int:
         """``node`` as an integer: an index or a bound, computed from the indices in scope."""
@@ -518,6 +528,7 @@ class _Builder:
         index = self.whole(node.slice, "an index")
         if index < 0:
             raise self.fail(f"an index must be 0 or more, got {index}", node.slice)
+        self.members.add(f"{base}_{index}")
         return symbol(f"{base}_{index}")
 
     def reduction(self, node: ast.Call, name: str) -> sympy.Expr:

@@ -81,6 +81,8 @@ class Scan:
         if clash:
             raise UsageError(f"{clash[0]} names the initial value of {initial[clash[0]]}: rename the parameter")
         self.wrt = tuple(set_order(wrt)) if wrt else (*self.parameters, *initial)
+        self.indexed = frozenset().union(*(p.indexed for p in [*updates, *outputs]))  # as Plan.indexed
+        self.sources: dict[str, str] = {}  # parameter -> the column that gives it, where not its own name
         for name in self.wrt:
             option_name(name, "--wrt")
             if name not in self.parameters and name not in initial:
@@ -162,7 +164,7 @@ class Scan:
     def inputs(self, frame: pl.DataFrame, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         """Each run's parameters, and its initial state under the names ``x0``."""
         count = frame.height if frame.width else 1
-        values = pipeline.tensors(frame, self.parameters, {}, dtype, device)
+        values = pipeline.tensors(frame, self.parameters, self.sources, dtype, device)
         for name, state in self.initial.items():
             start = torch.full((count,), float(self.init[state]), dtype=torch.float64, device=device)
             values[name] = start.to(dtype)  # as data is converted: 1e300 in float32 is inf

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import polars as pl
 import torch
 
 from . import language, pipeline, sinks, sources, transforms
@@ -80,13 +81,14 @@ class Session:
             plan, evaluate = self._compiled(request, notes)
             columns, variables = [(q.path, q.column) for q in plan.quantities], plan.variables
             kinks = collections.Counter(evaluate.kinks)
-        missing = [v for v in variables if v not in points.names]
+        family = sources.family_columns(variables, (recurrence if kinks is None else plan).indexed, points.names)
+        missing = [v for v in variables if v not in points.names and v not in family]
         if missing:
             raise UsageError(f'no value for {", ".join(missing)} in "at" or "grid"')
         layout = sinks.Layout([*points.names, *(["step"] if kinks is None and trajectory else [])], columns)
         stream = io.BytesIO()
         sink = sinks.JsonSink(stream, layout, _precision(request.get("precision")), lines=True)
-        frame = points.take(np.arange(len(points)))
+        frame = points.take(np.arange(len(points))).with_columns(pl.col(c).alias(v) for v, c in family.items())
         if kinks is None:
             for result in recurrence.run(frame, steps, trajectory=trajectory, method=method, **_torch(request)):
                 sink.write(result)
@@ -193,7 +195,10 @@ class Session:
         at = request.get("at") or []
         if not isinstance(at, (dict, list)):
             raise UsageError('"at" must be an object of name: number, or a list of them')
-        assignments = [_numbers(point, "at") or {} for point in ([at] if isinstance(at, dict) else at)]
+        assignments = [
+            {language.variable_name(n): v for n, v in (_numbers(point, "at") or {}).items()}
+            for point in ([at] if isinstance(at, dict) else at)
+        ]
         for name in {n for a in assignments for n in a}:
             language.option_name(name, '"at"')
         return sources.points(

@@ -8,15 +8,14 @@ names, each ``--grid``, and the rows of an ``--input`` file combine as a cartesi
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from .errors import DiffcliError, UsageError
-from .language import option_name, parse_number
+from .language import option_name, parse_number, variable_name
 
 MAX_POINTS = 2**53  # grid indexes stay exact as doubles; far beyond what finishes
 
@@ -120,7 +119,7 @@ def assignments(text: str, option: str) -> dict[str, float]:
     values: dict[str, float] = {}
     for item in _split(text):
         name, equals, value = item.partition("=")
-        name = re.sub(r"^(\w+)\[(\d+)\]$", r"\1_\2", name.strip())  # x[3]: the variable x_3 of x[i]
+        name = variable_name(name)
         if not equals or not value.strip():
             raise UsageError(f"{option} {text!r}: expected name=value, got {item!r}")
         option_name(name, option)
@@ -133,7 +132,7 @@ def assignments(text: str, option: str) -> dict[str, float]:
 def grid(text: str) -> Grid:
     """``x=0:10:100``: 100 values from 0 to 10, ends included."""
     name, equals, spec = text.partition("=")
-    name = name.strip()
+    name = variable_name(name)
     parts = spec.split(":")
     if not equals or len(parts) != 3:
         raise UsageError(f"--grid {text!r}: expected name=start:stop:count, e.g. x=0:10:100")
@@ -169,3 +168,17 @@ def _number(text: str, what: str) -> float:
         if e.message.startswith(repr(text.strip())):  # parse_number's own: it names the text
             raise UsageError(f"{what}: {e.message}") from None
         raise UsageError(f"{what}: {text.strip()!r} is not a number ({e.message})") from None
+
+
+def family_columns(variables: Iterable[str], indexed: Iterable[str], available: Iterable[str]) -> dict[str, str]:
+    """For each variable written x[3] that no column or point of its own name gives, the one that
+    does: a column named ``x[3]``, else the family's value ``x`` (``--at x=1``), unless x is a
+    variable itself."""
+    available, variables = set(available), set(variables)
+    found = {}
+    for v in set(indexed) & variables - available:
+        base, _, index = v.rpartition("_")
+        given = [c for c in (f"{base}[{index}]", base) if c in available]
+        if given and base not in variables:
+            found[v] = given[0]
+    return found

@@ -20,7 +20,16 @@ import sympy
 
 from . import functions, rules
 from .errors import ExpressionError, UsageError
-from .language import SYMBOLIC_SECONDS, Parsed, family, in_order, option_name, symbol, symbolic_time_limit
+from .language import (
+    SYMBOLIC_SECONDS,
+    Parsed,
+    family,
+    in_order,
+    option_name,
+    symbol,
+    symbolic_time_limit,
+    variable_name,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -60,6 +69,7 @@ class Plan:
     outputs: tuple[str, ...]  # the output names
     wrt: tuple[str, ...]  # what the derivatives are taken with respect to
     kinks: tuple[tuple[str, sympy.Basic], ...] = ()  # (output, where it is not differentiable)
+    indexed: frozenset[str] = frozenset()  # the variables written x[i]: a value of x gives them all
 
 
 def variables_of(expr: sympy.Basic) -> set[str]:
@@ -98,6 +108,8 @@ def plan(
     names = _output_names(parsed)
     exprs = [rules.accurate(p.expr) for p in parsed]
     free = set().union(*(variables_of(e) for e in exprs))
+    wrt = members([variable_name(w) for w in wrt], free)  # --wrt x[2], and x for the family x[i]
+    tangent = tangent if tangent is None else _family_values(tangent, free)
     if operation == "derivative":
         if not wrt and len(free) != 1:
             raise UsageError("derivative needs --wrt (the expression has several variables)")
@@ -109,7 +121,7 @@ def plan(
         if len(wrt) > MAX_ORDER:
             raise UsageError(f"derivatives of order above {MAX_ORDER} are not offered, got {len(wrt)}")
     else:
-        wrt = tuple(set_order(members(wrt, free))) if wrt else tuple(in_order(free))
+        wrt = tuple(set_order(wrt)) if wrt else tuple(in_order(free))
     if operation == "taylor":
         order = 5 if order is None else order
         if not 0 <= order <= MAX_ORDER:
@@ -194,6 +206,7 @@ def plan(
         tuple(names),
         wrt,
         tuple(k for k in places if k[1] is not sympy.false),
+        frozenset().union(*(p.indexed for p in [*parsed, *aux])),
     )
 
 
@@ -280,6 +293,13 @@ def members(names: Sequence[str], free: set[str]) -> list[str]:
     """``names``, each family name that is not itself a variable (``x`` for x[1], x[2], …)
     replaced by its members."""
     return [m for n in names for m in (family(n, free) if n not in free and family(n, free) else [n])]
+
+
+def _family_values(given: Mapping[str, float], free: set[str]) -> dict[str, float]:
+    """``--tangent x=1`` for a family x[i]: that value for each member, unless given its own."""
+    values = {m: v for n, v in given.items() if n not in free for m in family(n, free)}
+    values.update({n: v for n, v in given.items() if n in free or not family(n, free)})
+    return values
 
 
 def set_order(names: Sequence[str]) -> list[str]:

@@ -243,3 +243,15 @@ def test_asec_and_acsc_keep_their_digits_next_to_one_and_far_out(x0):
         with mpmath.workdps(60):
             want = reference(mpmath.mpf(x0))
         assert abs(got - want) <= 2e-16 * abs(want), (name, x0, got, float(want))
+
+
+def test_what_the_review_found_in_the_parser():
+    with pytest.raises(ExpressionError, match="nested more than"):
+        parse("^".join(["x"] * 3000))  # Python's own parser runs out: an expression error, not an internal one
+    with pytest.raises(ExpressionError, match="may not start with an underscore"):
+        parse("_keyword_x + x")  # the name given to keyword variables cannot be written
+    y = symbol("y")
+    assert parse("abs(exp(acsc(y)))").expr.func.__name__ == "Abs"  # not exp(re(acsc(y))), which has no lowering
+    assert gradient("abs(exp(sqrt(y)))", {"y": 4.0}) == {"y": pytest.approx(math.exp(2) / 4, rel=1e-15)}
+    assert parse("y - x_0").indexed == frozenset() and parse("x[0] + x[2]").indexed == {"x_0", "x_2"}
+    assert y in parse("abs(exp(acsc(y)))").expr.free_symbols

@@ -157,3 +157,28 @@ def test_the_progress_line_says_the_share_done_and_the_time_left():
     progress.close()
     found = re.fullmatch(r"2,000 rows, (\d+) rows/s, 25% done, (\d+) s left", task.description)
     assert found and 480 <= int(found[1]) <= 500 and 11 <= int(found[2]) <= 12, task.description
+
+
+def test_families_come_from_every_option_and_only_for_indexed_names(tmp_path):
+    def csv(*args: str) -> str:
+        result = invoke(*args, "-f", "csv")
+        assert result.exit_code == 0, result.stderr
+        return result.stdout
+
+    assert csv("jvp", "sum(x[i]^2, i, 1, 3)", "--at", "x=1", "--tangent", "x=1").splitlines()[1] == "1.0,3.0,6.0"
+    assert csv("jvp", "sum(x[i]^2, i, 1, 3)", "--at", "x=1", "--tangent", "x=1,x[2]=0").splitlines()[1] == "1.0,3.0,4.0"
+    assert csv("value", "x[1]*x[2]", "--grid", "x[2]=0:1:2", "--at", "x=3").splitlines()[1:] == [
+        "3.0,0.0,0.0",
+        "3.0,1.0,3.0",
+    ]
+    assert csv("derivative", "x[1]^2*x[2]", "--wrt", "x", "--at", "x=2").splitlines()[1] == "2.0,8.0,4.0"
+    (tmp_path / "fam.csv").write_text("x[1],x[2],label\n1,2,a\n")
+    mapped = csv("grad", "x[1]*x[2]", "-i", str(tmp_path / "fam.csv"), "--map", "x[1]=x[2]")
+    assert mapped.splitlines()[1] == "1,2.0,a,4.0,2.0,2.0"  # x_1 from column x[2], x_2 from its own column
+    stray = invoke("grad", "x[1]*x[2]", "-i", str(tmp_path / "fam.csv"), "--map", "xx=x[2]")
+    assert stray.exit_code == 2 and "xx is not a variable" in stray.stderr
+    plain = invoke("value", "y - x_0", "--at", "x=2,y=10")  # x_0 written as a name: not the family x's
+    assert plain.exit_code == 2 and "no value for x_0" in plain.stderr
+    (tmp_path / "x.csv").write_text("x\n2\n")
+    scan = csv("scan", "s = s + x[1]*x[2]", "--init", "s=0", "--steps", "2", "-i", str(tmp_path / "x.csv"))
+    assert scan.splitlines() == ["x,value,grad_x_1,grad_x_2,grad_s0", "2.0,8.0,4.0,4.0,1.0"]

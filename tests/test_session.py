@@ -166,3 +166,14 @@ def test_answers_carry_the_notes_the_command_prints():
     assert overflow["value"] is None and overflow["notes"] == ["value is not finite in 1 of 1 rows (written as null)"]
     assert reading["value"] == 2.0 and "(1/2)*x" in reading["notes"][0]
     assert "notes" not in quiet
+
+
+def test_families_in_requests():
+    (every, one, plain) = ask(
+        {"id": 1, "op": "grad", "expr": "sum(x[i]^2, i, 1, 3)", "at": {"x": 1}},
+        {"id": 2, "op": "grad", "expr": "sum(x[i]^2, i, 1, 3)", "at": {"x": 1, "x[2]": 5}},
+        {"id": 3, "op": "value", "expr": "y - x_0", "at": {"x": 1, "y": 2}},
+    )
+    assert every["grad"] == {"x_1": 2.0, "x_2": 2.0, "x_3": 2.0}
+    assert one["value"] == 27.0 and one["grad"]["x_2"] == 10.0
+    assert plain["error"]["code"] == 2
