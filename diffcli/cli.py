@@ -479,13 +479,15 @@ def _run(
         prefix=prefix,
         suffix=suffix,
     )
-    if (symbolic or latex) and not (at or grid or source.input):  # the formulas alone, as SymPy would print them
+    if (symbolic or latex) and plan.variables and not (at or grid or source.input):  # the formulas alone
+        if gate.expect or gate.expect_file:
+            raise UsageError("--expect compares results: give a point (--at, --grid or --input)")
         formulas = _formulas(plan, symbolic, latex)
         rows = [
             {"quantity": q.column, **{k: texts[q.column] for k, texts in formulas.items()}} for q in plan.quantities
         ]
         with _destination(output) as stream:
-            _write_report(rows, fmt, stream)
+            _write_report(rows, _follow_input(fmt, output, None), stream)
         return
     with contextlib.ExitStack() as stack:
         reader, from_file, coordinates = _sources(stack, plan, points, source)
@@ -501,7 +503,7 @@ def _run(
 
         torch_dtype, target = _torch(dtype, device)
         compute = pipeline.Evaluator(plan, from_file, torch_dtype, target)
-        expectations = gate.expectations(stack, torch_dtype, layout.columns)
+        expectations = gate.expectations(stack, torch_dtype, layout, source)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
         pipeline.run(
@@ -588,26 +590,28 @@ class _Gate:
     def taken(cls, options: dict[str, Any]) -> _Gate:
         return cls(**{f.name: options.pop(f.name) for f in dataclasses.fields(cls)})
 
-    def expectations(self, stack: contextlib.ExitStack, dtype: Any, columns: list[str]) -> Any:
-        """The expectations against the result ``columns`` (None if none), checked before any work."""
+    def expectations(self, stack: contextlib.ExitStack, dtype: Any, layout: Any, source: _Input) -> Any:
+        """The expectations against the results of ``layout`` (None if none), checked before any work."""
         if not self.expect and self.expect_file is None:
             return None
         import polars as pl
 
-        from . import sources
-        from .expect import Expectations
+        from . import expect
 
-        each = {n: v for text in self.expect or [] for n, v in sources.assignments(text, "--expect").items()}
         rows = None
         if self.expect_file is not None:
+            if self.expect_file == "-" and source.input == "-":
+                raise UsageError("--input - reads stdin: give --expect-file a file")
             reader = _reader(
                 stack, self.expect_file, _Input(self.expect_file, None, False, None, None, None, False, 65_536)
             )
-            reader.numeric = set(reader.header()) & set(columns)
-            rows = pl.concat(list(reader), how="vertical_relaxed")
+            reader.numeric = set(reader.header()) & set(layout.columns)
+            rows = expect.shaped(
+                pl.concat(list(reader), how="vertical_relaxed"), layout.quantities, layout.prefix, layout.suffix
+            )
         rtol, atol = _tolerances(self.rtol, self.atol, dtype)
-        expectations = Expectations(each, rows, rtol, atol)
-        expectations.bind(columns)
+        expectations = expect.Expectations(expect.wanted(self.expect or []), rows, rtol, atol)
+        expectations.bind(layout.columns)
         return expectations
 
     @staticmethod
@@ -704,7 +708,8 @@ def _sources(
     from_file.update(sources.family_columns(unmapped, plan.indexed, [*points.names, *(reader.names if reader else [])]))
     if reader is not None:
         reader.numeric = {c for c in from_file.values() if c in reader.names}
-    missing = [v for v in plan.variables if v not in points.names and v not in from_file]
+    named = set(points.names)  # a property: built once, not once per variable (5,000 of them)
+    missing = [v for v in plan.variables if v not in named and v not in from_file]
     if missing:
         where = f"not a column of {reader.name}, " if reader else ""
         raise UsageError(
@@ -794,7 +799,7 @@ def _scan(
         layout = sinks.Layout(
             [*coordinates, *(["step"] if trajectory else [])], recurrence.columns, prefix=prefix, suffix=suffix
         )
-        expectations = gate.expectations(stack, torch_dtype, layout.columns)
+        expectations = gate.expectations(stack, torch_dtype, layout, source)
         stream = stack.enter_context(_destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
         write = gate.watching(expectations, sink.write)

@@ -13,9 +13,51 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 import polars as pl
 
 from .errors import UsageError
+
+
+def wanted(texts: Sequence[str]) -> dict[str, float]:
+    """``--expect`` options, ``COLUMN=VALUE,...`` each: a result column (any name a result can
+    have, ``--prefix`` included) and a number, ``nan`` included (it matches NaN)."""
+    from .errors import DiffcliError
+    from .language import parse_number
+    from .sources import split
+
+    each: dict[str, float] = {}
+    for item in (i for text in texts for i in split(text)):
+        column, equals, value = (part.strip() for part in item.partition("="))
+        if not equals or not column or not value:
+            raise UsageError(f"--expect {item!r}: expected COLUMN=VALUE")
+        if column in each:
+            raise UsageError(f"--expect gives {column} twice")
+        try:
+            each[column] = math.nan if value.lower() == "nan" else parse_number(value)
+        except DiffcliError as e:
+            raise UsageError(f"--expect {column}: {e.message}") from None
+    return each
+
+
+def shaped(
+    rows: pl.DataFrame, quantities: Sequence[tuple[tuple[str, ...], str]], prefix: str, suffix: str
+) -> pl.DataFrame:
+    """Expected rows with a column per result: a JSON or NDJSON file of diffcli's own output holds
+    ``grad``, ``hessian``, … as objects (read as their JSON text); each result is taken by its path."""
+    found = {}
+    for path, column in quantities:
+        head = f"{prefix}{path[0]}{suffix}"
+        if column in rows.columns or len(path) == 1 or head not in rows.columns or rows[head].dtype != pl.String:
+            continue
+        values = []
+        for text in rows[head].to_list():
+            node = orjson.loads(text) if text else None
+            for key in path[1:]:
+                node = node.get(key) if isinstance(node, dict) else None
+            values.append(float(node) if isinstance(node, (int, float)) else math.nan)
+        found[column] = values
+    return rows.with_columns(pl.Series(c, v, dtype=pl.Float64) for c, v in found.items())
 
 
 @dataclass

@@ -200,6 +200,8 @@ def parse_number(text: str) -> float:
     parsed = parse(text)
     if parsed.name is not None or not functions.is_constant(parsed.expr):
         raise ExpressionError(f"{text!r} is not a number")
+    if parsed.notes:  # a value has no stderr of its own to explain a reading on
+        raise ExpressionError(f"{text!r} is ambiguous: {parsed.notes[0]}")
     value = evaluate_constant(parsed.expr)
     if math.isnan(value):
         raise ExpressionError(f"{text!r} is not a number (NaN)")
@@ -294,8 +296,9 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
         origin.extend(at + min(j, width - 1) for j in range(len(chars)))
 
     tokens: list[tokenize.TokenInfo] = []  # the significant tokens so far
+    openers: dict[int, int] = {}  # a closing bracket's position in ``tokens`` -> its opening bracket's
     consumed = 0
-    opened: list[int] = []  # offsets of the brackets still open
+    opened: list[int] = []  # positions in ``tokens`` of the brackets still open
     try:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
             if token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
@@ -308,29 +311,15 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
                 )
             begin, end = token.start[1], token.end[1]
             if token.string in "([{":
-                opened.append(begin)
+                opened.append(len(tokens))
             elif token.string in ")]}" and opened:
-                opened.pop()
+                openers[len(tokens)] = opened.pop()
             for i in range(consumed, begin):
                 emit(text[i], i)
             previous = tokens[-1] if tokens else None
             if previous is not None and _implicit_product(previous, token):
-                if token.string == "(" and previous.type == tokenize.NAME and previous.end == token.start:
-                    close = difflib.get_close_matches(previous.string, [*FUNCTIONS, *REDUCTIONS], n=1)
-                    if close:  # sinn(x): a typo more likely than the product sinn*(x)
-                        raise ExpressionError(
-                            f"unknown function {previous.string!r}",
-                            source=text,
-                            position=previous.start[1],
-                            hint=f"did you mean {close[0]}? (for a product, write {previous.string}*(...))",
-                        )
                 emit("*", begin)
-                if len(tokens) > 2 and tokens[-2].string == "/" and previous.type in (tokenize.NUMBER, tokenize.NAME):
-                    a, b, c = tokens[-3].string, previous.string, token.string if token.string != "(" else "(...)"
-                    notes.append(
-                        f"'{text[tokens[-3].start[1] : end]}' is read as ({a}/{b})*{c}: an implicit product binds "
-                        f"like '*', as in Mathematica and SymPy; write {a}/({b}*{c}) to divide by both"
-                    )
+                notes += _product_notes(text, tokens, openers, token)
             if token.string == "^":
                 emit("**", begin)
             elif token.type == tokenize.NAME and keyword.iskeyword(token.string) and token.string not in OPERATOR_WORDS:
@@ -342,14 +331,39 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
             tokens.append(token)
     except tokenize.TokenError as e:
         if opened:
-            raise ExpressionError(
-                f"syntax error: {text[opened[-1]]!r} was never closed", source=text, position=opened[-1]
-            ) from None
+            at = tokens[opened[-1]].start[1]
+            raise ExpressionError(f"syntax error: {text[at]!r} was never closed", source=text, position=at) from None
         raise ExpressionError(f"syntax error: {e.args[0]}", source=text, position=len(text)) from None
     for i in range(consumed, len(text)):
         emit(text[i], i)
     origin.append(len(text))  # the end of the text, where "unexpected end" errors point
     return "".join(out), origin, notes
+
+
+def _product_notes(
+    text: str, tokens: list[tokenize.TokenInfo], openers: dict[int, int], right: tokenize.TokenInfo
+) -> list[str]:
+    """What an implicit product just before ``right`` may be misread as: ``1/2x`` divides by 2 only
+    (the reading of Mathematica and SymPy); ``sinn(x)`` is a product, but perhaps a misspelt sin."""
+    notes = []
+    last = len(tokens) - 1
+    first = openers.get(last, last)  # where the left factor starts: a number, a name, a bracket…
+    if first > 0 and tokens[first - 1].type == tokenize.NAME and tokens[first].string in "([":
+        first -= 1  # … or a call or an indexed variable
+    factor = text[tokens[first].start[1] : tokens[last].end[1]]
+    following = right.string if right.string != "(" else "(...)"
+    if first > 0 and tokens[first - 1].string == "/":
+        written = text[tokens[first - 1].start[1] : right.end[1]] + ("...)" if right.string == "(" else "")
+        notes.append(
+            f"'{written}' divides by {factor} only: an implicit product binds like '*', as in "
+            f"Mathematica and SymPy; write /({factor}*{following}) to divide by the product"
+        )
+    left = tokens[last]
+    if right.string == "(" and left.type == tokenize.NAME and left.end == right.start and len(left.string) > 2:
+        close = difflib.get_close_matches(left.string, [*FUNCTIONS, *REDUCTIONS], n=1)
+        if close:
+            notes.append(f"'{left.string}(...)' is read as the product {left.string}*(...); is it {close[0]}(...)?")
+    return notes
 
 
 def _implicit_product(left: tokenize.TokenInfo, right: tokenize.TokenInfo) -> bool:

@@ -287,10 +287,12 @@ class Reader:
                 records = orjson.loads(data)
             except orjson.JSONDecodeError as e:
                 raise self.fail(None, None, f"is not valid JSON ({e})") from None
+            if isinstance(records, dict):
+                records = [records]  # one object is one row (diffcli writes one point so)
             if not isinstance(records, list):
-                raise self.fail(None, None, "must hold a JSON array of objects")
+                raise self.fail(None, None, "must hold a JSON object or an array of objects")
             for start in range(0, len(records), self.batch_rows):
-                yield records[start : start + self.batch_rows]
+                yield [_unnested(r) for r in records[start : start + self.batch_rows]]
         else:
             for block in self._blocks(b""):
                 yield self._ndjson(block)
@@ -300,7 +302,7 @@ class Reader:
         for line in block.split(b"\n"):
             if line.strip():
                 try:
-                    records.append(orjson.loads(line))
+                    records.append(_unnested(orjson.loads(line)))
                 except orjson.JSONDecodeError as e:
                     raise self.fail(self.rows + len(records) + 1, None, f"is not valid JSON ({e})") from None
         return records
@@ -364,6 +366,14 @@ class Reader:
 
 
 _KINDS = {bool: "a boolean", dict: "an object", list: "an array"}
+
+
+def _unnested(record: object) -> object:
+    """A record of diffcli's own JSON output, its point's coordinates ``"at": {...}`` as columns of
+    their own, so that output can be read back (``grad … | grad … -i -``)."""
+    if isinstance(record, dict) and isinstance(record.get("at"), dict):
+        return {**record["at"], **{k: v for k, v in record.items() if k != "at"}}
+    return record
 
 
 def _scalar(value: object) -> object:

@@ -110,9 +110,11 @@ class Session:
         """A check request: the report's rows, and whether every engine agreed."""
         from .check import Checker, tolerance
 
-        parsed = [language.parse(e) for e in _strings(request.get("expr"), "expr")]
+        notes: list[str] = []
+        parsed = [self._parse(e, notes) for e in _strings(request.get("expr"), "expr")]
         probe = transforms.plan("jacobian", parsed, wrt=_names(request.get("wrt")))
-        missing = [v for v in probe.variables if v not in points.names]
+        family = sources.family_columns(probe.variables, probe.indexed, points.names)
+        missing = [v for v in probe.variables if v not in points.names and v not in family]
         if missing:
             raise UsageError(f'no value for {", ".join(missing)} in "at" or "grid"')
         order = _integer(request.get("order"), "order") or 1
@@ -122,11 +124,12 @@ class Session:
         rtol = _tolerance(request.get("rtol"), "rtol", tolerance(dtype))
         checker = Checker(
             parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=_tolerance(request.get("atol"), "atol", rtol),
-            dtype=dtype, device=torch.device("cpu"), allow_kinks=bool(request.get("allow_kinks")),
+            dtype=dtype, device=torch.device("cpu"), allow_kinks=_flag(request.get("allow_kinks"), "allow_kinks"),
         )  # fmt: skip
-        checker.add(points.take(np.arange(len(points))), {})
+        checker.add(points.take(np.arange(len(points))), family)
         rows = checker.report.rows()
-        return orjson.dumps({"report": rows, "ok": all(r["ok"] for r in rows)}, option=orjson.OPT_SERIALIZE_NUMPY)
+        answer = {"report": rows, "ok": all(r["ok"] for r in rows), **({"notes": notes} if notes else {})}
+        return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _scan(self, request: dict[str, Any], notes: list[str]) -> tuple[Any, int, bool, str]:
         """A scan request: the compiled recurrence, its steps, and how to run it."""
@@ -136,13 +139,15 @@ class Session:
         outputs = request.get("outputs") or {}
         if not isinstance(outputs, dict) or not all(isinstance(e, str) for e in outputs.values()):
             raise UsageError('"outputs" must be an object of name: expression')
+        for name in outputs:
+            language.option_name(name, '"outputs"')
         steps = _integer(request.get("steps"), "steps")
         if steps is None or steps < 0:
             raise UsageError('"steps" must be an integer, 0 or more')
         method = request.get("method") or "auto"
         if method not in METHODS:
             raise UsageError(f'"method" must be one of {", ".join(METHODS)}, got {method!r}')
-        trajectory = bool(request.get("trajectory"))
+        trajectory = _flag(request.get("trajectory"), "trajectory")
         if method == "reverse" and trajectory:
             raise UsageError('reverse mode differentiates the last step only: "trajectory" needs "method": "forward"')
         with language.symbolic_time_limit("scan (symbolic differentiation)"):
@@ -218,6 +223,12 @@ def _torch(request: dict[str, Any]) -> dict[str, Any]:
 def _names(value: Any) -> list[str]:
     """``"wrt"``: a comma-separated string or a list of names."""
     return [n.strip() for n in value.split(",")] if isinstance(value, str) else _strings(value or [], "wrt", empty=True)
+
+
+def _flag(value: Any, field: str) -> bool:
+    if value is not None and not isinstance(value, bool):
+        raise UsageError(f'"{field}" must be true or false')
+    return bool(value)
 
 
 def _tolerance(value: Any, field: str, default: float) -> float:

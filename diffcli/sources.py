@@ -117,7 +117,7 @@ def points(at: Sequence[Mapping[str, float]], grids: Sequence[Group] = ()) -> Po
 def assignments(text: str, option: str) -> dict[str, float]:
     """``x=1,y=pi/2`` -> {x: 1.0, y: 1.5707963267948966}; commas inside parentheses are kept."""
     values: dict[str, float] = {}
-    for item in _split(text):
+    for item in split(text):
         name, equals, value = item.partition("=")
         name = variable_name(name)
         if not equals or not value.strip():
@@ -149,7 +149,8 @@ def grid(text: str) -> Grid:
     return Grid((name,), (), start, stop, count)
 
 
-def _split(text: str) -> list[str]:
+def split(text: str) -> list[str]:
+    """``a=1,b=f(2,3)`` -> its items, split at the commas outside parentheses."""
     items, depth, current = [], 0, ""
     for ch in text:
         depth += {"(": 1, ")": -1}.get(ch, 0)

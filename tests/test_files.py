@@ -327,3 +327,11 @@ def test_ndjson_piped_in_comes_out_as_ndjson(tmp_path):
         {"at": {"x": 2.0, "id": "a"}, "value": 8.0, "grad": {"x": 12.0}},
         {"at": {"x": 3.0, "id": "b"}, "value": 27.0, "grad": {"x": 27.0}},
     ]
+
+
+def test_diffclis_own_ndjson_reads_back():
+    first = runner.invoke(app, ["grad", "x**3", "-i", "-", "-f", "ndjson"], input='{"x":2}\n{"x":3}\n')
+    second = runner.invoke(app, ["grad", "x**2", "-i", "-", "--prefix", "d_", "-f", "ndjson"], input=first.stdout)
+    assert second.exit_code == 0, second.stderr
+    rows = [json.loads(line) for line in second.stdout.splitlines()]
+    assert [(r["at"]["x"], r["at"]["value"], r["d_grad"]["x"]) for r in rows] == [(2.0, 8.0, 4.0), (3.0, 27.0, 6.0)]

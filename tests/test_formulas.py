@@ -120,17 +120,26 @@ def test_products_written_without_a_star(text, expected):
     assert parse(text).expr == expected
 
 
-def test_a_division_before_an_implicit_product_says_how_it_reads():
-    (note,) = parse("1/2x").notes
-    assert "(1/2)*x" in note and "1/(2*x)" in note
-    assert parse("1/(2x)").notes == () and parse("x/2 y").notes != ()
+@pytest.mark.parametrize(
+    ("text", "factor"),
+    [("1/2x", "2"), ("(x+1)/2x", "2"), ("x^2/2x", "2"), ("1/x[1]x[2]", "x[1]"), ("1/sin(x)cos(x)", "sin(x)")],
+)
+def test_a_division_before_an_implicit_product_says_how_it_reads(text, factor):
+    (note,) = parse(text).notes
+    assert note.startswith(f"'/{factor}") and f"divides by {factor} only" in note and f"/({factor}*" in note
 
 
-def test_a_misspelt_function_is_not_taken_for_a_product():
-    with pytest.raises(ExpressionError, match="unknown function 'sinn'") as raised:
-        parse("sinn(x)")
-    assert "did you mean sin?" in raised.value.render() and "sinn*(...)" in raised.value.render()
-    assert parse("f(x)").expr == symbol("f") * x  # no function is near: a product
+def test_no_note_where_nothing_is_ambiguous():
+    for text in ("1/(2x)", "x/2", "2x/3", "n(n+1)/2", "x sin(x)", "f(x)"):
+        assert parse(text).notes == (), text
+
+
+def test_a_misspelt_function_is_a_product_with_a_note():
+    (note,) = parse("sinn(x)").notes
+    assert parse("sinn(x)").expr == symbol("sinn") * x and "is it sin(...)?" in note
+    assert parse("f(x)").expr == symbol("f") * x and parse("n(n+1)").expr == symbol("n") * (symbol("n") + 1)
+    with pytest.raises(ExpressionError, match="ambiguous"):
+        parse_number("1/2pi")  # a value has no stderr to explain the reading on
 
 
 OPERAND = st.one_of(

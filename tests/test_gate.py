@@ -182,3 +182,22 @@ def test_families_come_from_every_option_and_only_for_indexed_names(tmp_path):
     (tmp_path / "x.csv").write_text("x\n2\n")
     scan = csv("scan", "s = s + x[1]*x[2]", "--init", "s=0", "--steps", "2", "-i", str(tmp_path / "x.csv"))
     assert scan.splitlines() == ["x,value,grad_x_1,grad_x_2,grad_s0", "2.0,8.0,4.0,4.0,1.0"]
+
+
+def test_expected_rows_in_diffclis_own_json(tmp_path):
+    point = ["hessian", "u=x^2*y", "--at", "x=1,y=2", "--prefix", "d_"]
+    (tmp_path / "h.json").write_text(invoke(*point, "--format", "json").stdout)  # one object, nested results
+    assert invoke(*point, "--expect-file", str(tmp_path / "h.json")).exit_code == 0
+    off = invoke("hessian", "u=x^2*y + 1e-3*x*y", *point[2:], "--expect-file", str(tmp_path / "h.json"))
+    assert off.exit_code == 5 and "d_hessian_x_y: 1 of 1 rows off; row 1 gave 2.001, expected 2.0" in off.stderr
+    (tmp_path / "g.ndjson").write_text(invoke("grad", "x^2", "--at", "x=1", "--format", "ndjson").stdout)
+    wrong = invoke("grad", "x", "--at", "x=1", "--expect-file", str(tmp_path / "g.ndjson"))
+    assert wrong.exit_code == 5 and "grad_x" in wrong.stderr  # the nested gradient is compared, not skipped
+
+
+def test_expect_takes_nan_and_refuses_a_column_given_twice():
+    assert invoke("value", "log(x)", "--at", "x=-1", "--expect", "value=nan").exit_code == 0
+    twice = invoke("value", "x", "--at", "x=1", "--expect", "value=1", "--expect", "value=2")
+    assert twice.exit_code == 2 and "twice" in twice.stderr
+    alone = invoke("grad", "x^2", "--symbolic", "--expect", "value=1")
+    assert alone.exit_code == 2 and "give a point" in alone.stderr

@@ -138,7 +138,7 @@ BAD = [
     ("utf8.csv", b"x,y\n1,2\n3,\xff\n", 2, "y", "invalid UTF-8"),
     ("empty_name.csv", b"x,y,\n1,2,3\n", "header, column 3", None, "the name is empty"),
     ("twice.csv", b"abc,y,abc\n1,2,3\n", "header, column 3", None, "the same name as column 1"),
-    ("object.json", b'{"x": 1, "y": 2}', None, None, "array"),
+    ("number.json", b"42", None, None, "a JSON object or an array"),
     ("string.json", b'[{"x": 1, "y": 2}, {"x": 1, "y": "2"}]', 2, "y", "a string, not a number"),
     ("stray.csv", b'x,y\n1,2\n3,"4\n5,6\n', 2, None, "not valid CSV"),
     ("nested.json", b'[{"x": 1, "y": [2]}]', 1, "y", "an array, not a number"),
