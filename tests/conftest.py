@@ -29,6 +29,17 @@ def first_lines(pipeline: str, count: int = 3) -> subprocess.CompletedProcess[st
     return subprocess.run(command, shell=True, capture_output=True, text=True, timeout=120)
 
 
+def write_formats(frame, folder, stem: str) -> dict:  # noqa: ANN001 - a polars frame, a pathlib folder
+    """``frame`` written as ``stem.csv``, ``.tsv``, ``.json``, ``.ndjson`` and ``.parquet`` in ``folder``."""
+    paths = {fmt: folder / f"{stem}.{fmt}" for fmt in ("csv", "tsv", "json", "ndjson", "parquet")}
+    frame.write_csv(paths["csv"])
+    frame.write_csv(paths["tsv"], separator="\t")
+    frame.write_json(paths["json"])
+    frame.write_ndjson(paths["ndjson"])
+    frame.write_parquet(paths["parquet"])
+    return paths
+
+
 @pytest.fixture
 def cli():
     return run_cli

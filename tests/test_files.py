@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from diffcli import cli
 from diffcli.cli import app
 
+from .conftest import write_formats
+
 runner = CliRunner()
 BOM = "\ufeff"
 POINTS = "x,y,label\n0.5,3,a\n-1.25,0.125,b\n2,-4.5,c\n"  # grad of x*y: (y, x)
@@ -42,13 +44,7 @@ ODD = ["Sample ID", "sample-id", "x", "__import__('os').system('id')", "a,b", 's
 def write_odd(folder) -> dict[str, str]:
     """The same rows, with odd column names, in every input format."""
     frame = pl.DataFrame({name: [f"v{i}", f"w{i}"] if name != "x" else [2.0, -3.0] for i, name in enumerate(ODD)})
-    paths = {fmt: str(folder / f"odd.{fmt}") for fmt in ("csv", "tsv", "json", "ndjson", "parquet")}
-    frame.write_csv(paths["csv"])
-    frame.write_csv(paths["tsv"], separator="\t")
-    frame.write_json(paths["json"])
-    frame.write_ndjson(paths["ndjson"])
-    frame.write_parquet(paths["parquet"])
-    return paths
+    return {fmt: str(path) for fmt, path in write_formats(frame, folder, "odd").items()}
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "json", "ndjson", "parquet"])

@@ -21,21 +21,14 @@ from diffcli.cli import app
 from diffcli.errors import DataError
 from diffcli.readers import Reader, _record_end, input_format
 
-from .conftest import first_lines
+from .conftest import first_lines, write_formats
 
 runner = CliRunner()
 ROWS = {"x": [0.5, -1.25, 2.0], "y": [3.0, 0.125, -4.5], "label": ["a", "b, with comma", "c"]}
 
 
 def write_all_formats(folder: Path) -> dict[str, Path]:
-    frame = pl.DataFrame(ROWS)
-    paths = {fmt: folder / f"points.{fmt}" for fmt in ("csv", "tsv", "json", "ndjson", "parquet")}
-    frame.write_csv(paths["csv"])
-    frame.write_csv(paths["tsv"], separator="\t")
-    frame.write_json(paths["json"])
-    frame.write_ndjson(paths["ndjson"])
-    frame.write_parquet(paths["parquet"])
-    return paths
+    return write_formats(pl.DataFrame(ROWS), folder, "points")
 
 
 def grad_rows(*args: str, stdin: bytes | None = None) -> list[dict[str, str]]:
