@@ -689,7 +689,7 @@ def _sources(
     from .language import variable_name
 
     renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping or [])}
-    stray = sorted(set(renames) - set(plan.variables))
+    stray = sorted(set(renames) - set(plan.variables) - {m.rpartition("_")[0] for m in plan.indexed})
     if stray:
         raise UsageError(f"--map {stray[0]}=…: {stray[0]} is not a variable of the expression")
     reader = None
@@ -705,7 +705,8 @@ def _sources(
         if clash:
             raise UsageError(f"{clash[0]} is both a column of {reader.name} and given by --at/--grid")
     unmapped = [v for v in plan.variables if v not in from_file]
-    from_file.update(sources.family_columns(unmapped, plan.indexed, [*points.names, *(reader.names if reader else [])]))
+    given = [*points.names, *(reader.names if reader else [])]
+    from_file.update(sources.family_columns(unmapped, plan.indexed, given, renames))
     if reader is not None:
         reader.numeric = {c for c in from_file.values() if c in reader.names}
     named = set(points.names)  # a property: built once, not once per variable (5,000 of them)

@@ -212,7 +212,7 @@ def parse_number(text: str) -> float:
 
 def variable_name(text: str) -> str:
     """The variable a name in an option or column means: ``x[3]`` is x_3 (see ``x[i]``)."""
-    return re.sub(r"^(\w+)\[(\d+)\]$", r"\1_\2", text.strip())
+    return re.sub(r"^(\w+)\[(\d+)\]$", lambda m: f"{m[1]}_{int(m[2])}", text.strip())  # x[01] is x[1]
 
 
 def in_order(names: Iterable[str]) -> list[str]:
@@ -297,6 +297,7 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
 
     tokens: list[tokenize.TokenInfo] = []  # the significant tokens so far
     openers: dict[int, int] = {}  # a closing bracket's position in ``tokens`` -> its opening bracket's
+    products: list[int] = []  # positions in ``tokens`` of the right factors of implicit products
     consumed = 0
     opened: list[int] = []  # positions in ``tokens`` of the brackets still open
     try:
@@ -319,7 +320,7 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
             previous = tokens[-1] if tokens else None
             if previous is not None and _implicit_product(previous, token):
                 emit("*", begin)
-                notes += _product_notes(text, tokens, openers, token)
+                products.append(len(tokens))
             if token.string == "^":
                 emit("**", begin)
             elif token.type == tokenize.NAME and keyword.iskeyword(token.string) and token.string not in OPERATOR_WORDS:
@@ -337,30 +338,38 @@ def _rewrite(text: str) -> tuple[str, list[int], list[str]]:
     for i in range(consumed, len(text)):
         emit(text[i], i)
     origin.append(len(text))  # the end of the text, where "unexpected end" errors point
+    for right in products:
+        notes += _product_notes(text, tokens, openers, right)
     return "".join(out), origin, notes
 
 
-def _product_notes(
-    text: str, tokens: list[tokenize.TokenInfo], openers: dict[int, int], right: tokenize.TokenInfo
-) -> list[str]:
-    """What an implicit product just before ``right`` may be misread as: ``1/2x`` divides by 2 only
-    (the reading of Mathematica and SymPy); ``sinn(x)`` is a product, but perhaps a misspelt sin."""
-    notes = []
-    last = len(tokens) - 1
+def _product_notes(text: str, tokens: list[tokenize.TokenInfo], openers: dict[int, int], right: int) -> list[str]:
+    """What the implicit product before ``tokens[right]`` may be misread as: ``1/2x`` divides by 2
+    only (the reading of Mathematica and SymPy); ``sinn(x)`` is a product, but perhaps a misspelt sin."""
+
+    def factor(first: int, last: int) -> str:
+        return text[tokens[first].start[1] : tokens[last].end[1]]
+
+    closers = {opener: closer for closer, opener in openers.items()}
+    last = right - 1
     first = openers.get(last, last)  # where the left factor starts: a number, a name, a bracket…
     if first > 0 and tokens[first - 1].type == tokenize.NAME and tokens[first].string in "([":
         first -= 1  # … or a call or an indexed variable
-    factor = text[tokens[first].start[1] : tokens[last].end[1]]
-    following = right.string if right.string != "(" else "(...)"
+    end = right  # where the right factor ends: after its bracket, or its name's call or index
+    if tokens[end].string in "([":
+        end = closers.get(end, end)
+    elif end + 1 < len(tokens) and tokens[end + 1].string in "([" and tokens[end + 1].start == tokens[end].end:
+        end = closers.get(end + 1, end + 1)
+    notes = []
     if first > 0 and tokens[first - 1].string == "/":
-        written = text[tokens[first - 1].start[1] : right.end[1]] + ("...)" if right.string == "(" else "")
+        divisor, other = factor(first, last), factor(right, end)
         notes.append(
-            f"'{written}' divides by {factor} only: an implicit product binds like '*', as in "
-            f"Mathematica and SymPy; write /({factor}*{following}) to divide by the product"
+            f"'{factor(first - 1, end)}' divides by {divisor} only: an implicit product binds like '*', as in "
+            f"Mathematica and SymPy; write /({divisor}*{other}) to divide by the product"
         )
     left = tokens[last]
-    if right.string == "(" and left.type == tokenize.NAME and left.end == right.start and len(left.string) > 2:
-        close = difflib.get_close_matches(left.string, [*FUNCTIONS, *REDUCTIONS], n=1)
+    if tokens[right].string == "(" and left.type == tokenize.NAME and left.end == tokens[right].start:
+        close = difflib.get_close_matches(left.string, [*FUNCTIONS, *REDUCTIONS], n=1) if len(left.string) > 2 else []
         if close:
             notes.append(f"'{left.string}(...)' is read as the product {left.string}*(...); is it {close[0]}(...)?")
     return notes

@@ -292,17 +292,28 @@ class Reader:
             if not isinstance(records, list):
                 raise self.fail(None, None, "must hold a JSON object or an array of objects")
             for start in range(0, len(records), self.batch_rows):
-                yield [_unnested(r) for r in records[start : start + self.batch_rows]]
+                yield [self._unnested(r, start + i + 1) for i, r in enumerate(records[start : start + self.batch_rows])]
         else:
             for block in self._blocks(b""):
                 yield self._ndjson(block)
+
+    def _unnested(self, record: object, row: int) -> object:
+        """A record of diffcli's own JSON output, its point's coordinates ``"at": {...}`` as columns
+        of their own, so that output can be read back (``grad … | grad … -i -``); a name both in
+        ``at`` and beside it is a data error, not a silent choice."""
+        if not (isinstance(record, dict) and isinstance(record.get("at"), dict)):
+            return record
+        twice = sorted(set(record["at"]) & set(record))
+        if twice:
+            raise self.fail(row, None, f'the key {twice[0]!r} is both in its "at" object and beside it')
+        return {**record["at"], **{k: v for k, v in record.items() if k != "at"}}
 
     def _ndjson(self, block: bytes) -> list[object]:
         records = []
         for line in block.split(b"\n"):
             if line.strip():
                 try:
-                    records.append(_unnested(orjson.loads(line)))
+                    records.append(self._unnested(orjson.loads(line), self.rows + len(records) + 1))
                 except orjson.JSONDecodeError as e:
                     raise self.fail(self.rows + len(records) + 1, None, f"is not valid JSON ({e})") from None
         return records
@@ -366,14 +377,6 @@ class Reader:
 
 
 _KINDS = {bool: "a boolean", dict: "an object", list: "an array"}
-
-
-def _unnested(record: object) -> object:
-    """A record of diffcli's own JSON output, its point's coordinates ``"at": {...}`` as columns of
-    their own, so that output can be read back (``grad … | grad … -i -``)."""
-    if isinstance(record, dict) and isinstance(record.get("at"), dict):
-        return {**record["at"], **{k: v for k, v in record.items() if k != "at"}}
-    return record
 
 
 def _scalar(value: object) -> object:

@@ -70,6 +70,12 @@ def _one_minus_square(u: sympy.Expr) -> sympy.Expr:
     return (1 - u) * (1 + u)
 
 
+def _abs_root_of_square_minus_one(u: sympy.Expr) -> sympy.Expr:
+    """|u|·sqrt(u² - 1) as |u|·sqrt((|u| - 1)(|u| + 1)): exact near ±1, and +0 (not -0) at -1."""
+    a = sympy.Abs(u)
+    return a * sympy.sqrt((a - 1) * (a + 1))
+
+
 ZERO, ONE = sympy.S.Zero, sympy.S.One
 
 RULES: dict[type[sympy.Basic], Rule] = {
@@ -84,8 +90,8 @@ RULES: dict[type[sympy.Basic], Rule] = {
     sympy.sec: Rule("sec", lambda u: [sympy.sec(u) * sympy.tan(u)], taylor="sec"),
     sympy.csc: Rule("csc", lambda u: [-sympy.csc(u) * sympy.cot(u)], taylor="csc"),
     sympy.acot: Rule("acot", lambda u: [-fn.datan(u)], _at_zero, taylor="acot"),  # jumps from -pi/2 to pi/2
-    sympy.asec: Rule("asec", lambda u: [1 / (sympy.Abs(u) * sympy.sqrt((u - 1) * (u + 1)))], taylor="asec"),
-    sympy.acsc: Rule("acsc", lambda u: [-1 / (sympy.Abs(u) * sympy.sqrt((u - 1) * (u + 1)))], taylor="acsc"),
+    sympy.asec: Rule("asec", lambda u: [1 / _abs_root_of_square_minus_one(u)], taylor="asec"),
+    sympy.acsc: Rule("acsc", lambda u: [-1 / _abs_root_of_square_minus_one(u)], taylor="acsc"),
     sympy.sinc: Rule("sinc", lambda u: [fn.sinc_d(1, u)], taylor="sinc"),
     sympy.sinh: Rule("torch.sinh", lambda u: [sympy.cosh(u)], taylor="sinh"),
     sympy.cosh: Rule("torch.cosh", lambda u: [sympy.sinh(u)], taylor="cosh"),

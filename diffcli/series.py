@@ -486,8 +486,9 @@ def _asec_rate(u: Series) -> Series:
     """asec' = 1/(|u|·sqrt(u² - 1)) = (1/s²)·1/(|v|·sqrt(v² - 1/s²)), v = u/s: (u - 1)(u + 1)
     exact near ±1, nothing squared that overflows."""
     v, s = _scaled(u)
-    minus = (v * v - Series.constant(u.basis, 1 / s / s)).with_value((v.value - 1 / s) * (v.value + 1 / s))
-    return (power(minus, -0.5) / v.scaled(torch.sign(u.value))).scaled(1 / s / s)
+    w = v.scaled(torch.sign(u.value))  # |u|/s near u0: (|u0| - 1)(|u0| + 1) is +0, not -0, at -1
+    minus = (w * w - Series.constant(u.basis, 1 / s / s)).with_value((w.value - 1 / s) * (w.value + 1 / s))
+    return (power(minus, -0.5) / w).scaled(1 / s / s)
 
 
 def asec(u: Series) -> Series:

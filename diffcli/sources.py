@@ -171,15 +171,17 @@ def _number(text: str, what: str) -> float:
         raise UsageError(f"{what}: {text.strip()!r} is not a number ({e.message})") from None
 
 
-def family_columns(variables: Iterable[str], indexed: Iterable[str], available: Iterable[str]) -> dict[str, str]:
+def family_columns(
+    variables: Iterable[str], indexed: Iterable[str], available: Iterable[str], renames: Mapping[str, str] = {}
+) -> dict[str, str]:
     """For each variable written x[3] that no column or point of its own name gives, the one that
-    does: a column named ``x[3]``, else the family's value ``x`` (``--at x=1``), unless x is a
-    variable itself."""
+    does: a column named ``x[3]``, else the family's value ``x`` (``--at x=1``, or the column that
+    ``renames`` names for x), unless x is a variable itself."""
     available, variables = set(available), set(variables)
     found = {}
     for v in set(indexed) & variables - available:
         base, _, index = v.rpartition("_")
-        given = [c for c in (f"{base}[{index}]", base) if c in available]
+        given = [c for c in (f"{base}[{index}]", renames.get(base, base)) if c in available]
         if given and base not in variables:
             found[v] = given[0]
     return found

@@ -292,10 +292,10 @@ def acot(x: Tensor) -> Tensor:
 def _root_of_square_minus_one(x: Tensor) -> Tensor:
     """sqrt(x² - 1): as sqrt((x - 1)(x + 1)), exact near ±1 (where x² - 1 and 1/x would round);
     past 2^500 as |x|·sqrt((1 - 1/x)(1 + 1/x)), which does not overflow; never -0."""
-    big = x.abs() > 2.0**500
-    near = torch.sqrt((x - 1) * (x + 1)).abs()
-    far = x.abs() * torch.sqrt((1 - 1 / x) * (1 + 1 / x))
-    return torch.where(big, far, near)
+    a = x.abs()
+    near = torch.sqrt((a - 1) * (a + 1))
+    far = a * torch.sqrt((1 - 1 / a) * (1 + 1 / a))
+    return torch.where(a > 2.0**500, far, near)
 
 
 def asec(x: Tensor) -> Tensor:
@@ -309,7 +309,9 @@ def acsc(x: Tensor) -> Tensor:
 
 
 def sinc(x: Tensor) -> Tensor:
-    return torch.where(x == 0, 1.0, torch.sin(x) / torch.where(x == 0, 1.0, x))
+    """sin(x)/x: 1 at 0, and its limit 0 at ±inf."""
+    quotient = torch.sin(x) / torch.where(x == 0, 1.0, x)
+    return torch.where(x == 0, 1.0, torch.where(x.isinf(), 0.0, quotient))
 
 
 def sinc_derivatives(x: Tensor, count: int) -> list[Tensor]:
@@ -328,7 +330,7 @@ def sinc_derivatives(x: Tensor, count: int) -> list[Tensor]:
     for n in range(top, 0, -1):
         down.append((turns[n % 4] - x * down[-1]) / n)  # s⁽ⁿ⁻¹⁾
     down.reverse()  # down[n] = s⁽ⁿ⁾
-    return [torch.where(n <= x.abs(), up[n], down[n]) for n in range(count)]
+    return [torch.where(x.isinf(), 0.0, torch.where(n <= x.abs(), up[n], down[n])) for n in range(count)]
 
 
 def sinc_d(n: int | Tensor, x: Tensor) -> Tensor:

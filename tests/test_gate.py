@@ -201,3 +201,13 @@ def test_expect_takes_nan_and_refuses_a_column_given_twice():
     assert twice.exit_code == 2 and "twice" in twice.stderr
     alone = invoke("grad", "x^2", "--symbolic", "--expect", "value=1")
     assert alone.exit_code == 2 and "give a point" in alone.stderr
+
+
+def test_the_second_review_on_families_and_diffclis_own_json(tmp_path):
+    assert invoke("value", "x[1]", "--at", "x[01]=2").exit_code == 0  # x[01] is x[1]
+    (tmp_path / "a.csv").write_text("a\n3\n")
+    mapped = invoke("value", "x[0]*x[1]", "-i", str(tmp_path / "a.csv"), "--map", "x=a", "-f", "csv")
+    assert mapped.exit_code == 0 and mapped.stdout.splitlines()[1] == "3.0,9.0"  # --map fills a family too
+    (tmp_path / "c.ndjson").write_text('{"x": 1, "at": {"x": 5}}\n')
+    both = invoke("value", "x", "-i", str(tmp_path / "c.ndjson"))
+    assert both.exit_code == 4 and "both in its" in both.stderr  # never a silent choice between them
