@@ -204,7 +204,7 @@ EXPECT = [
 def _register(operation: str, parameters: list[inspect.Parameter], doc: str) -> None:
     def command(**options: Any) -> None:
         with _error_boundary():
-            _run(operation, source=_Input.taken(options), gate=_Gate.taken(options), **options)
+            _run(operation, source=_taken(_Input, options), gate=_taken(_Gate, options), **options)
 
     command.__signature__ = inspect.Signature([*parameters, *COMMON, *EXPECT])  # type: ignore[attr-defined]
     command.__doc__ = doc
@@ -225,7 +225,7 @@ CHECK_OPTIONS = [
 
 def _check_command(**options: Any) -> None:
     with _error_boundary():
-        _check(source=_Input.taken(options), **options)
+        _check(source=_taken(_Input, options), **options)
 
 
 _check_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -272,7 +272,7 @@ SCAN_OPTIONS = [
 
 def _scan_command(**options: Any) -> None:
     with _error_boundary():
-        _scan(source=_Input.taken(options), gate=_Gate.taken(options), **options)
+        _scan(source=_taken(_Input, options), gate=_taken(_Gate, options), **options)
 
 
 _scan_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -577,6 +577,12 @@ def _progress(frames: Iterator[Any], reader: Any = None, progress: _Progress | N
         progress.close()
 
 
+def _taken(group: Any, options: dict[str, Any]) -> Any:
+    """The options of a dataclass ``group`` (``_Input``, ``_Gate``), taken out of a command's
+    ``options``; one a command lacks (``scan`` has no ``--map``) is None."""
+    return group(**{f.name: options.pop(f.name, None) for f in dataclasses.fields(group)})
+
+
 @dataclasses.dataclass(frozen=True)
 class _Gate:
     """``--expect``, ``--expect-file`` and their tolerances: the results compared as they are written."""
@@ -585,10 +591,6 @@ class _Gate:
     expect_file: str | None
     rtol: float | None
     atol: float | None
-
-    @classmethod
-    def taken(cls, options: dict[str, Any]) -> _Gate:
-        return cls(**{f.name: options.pop(f.name) for f in dataclasses.fields(cls)})
 
     def expectations(self, stack: contextlib.ExitStack, dtype: Any, layout: Any, source: _Input) -> Any:
         """The expectations against the results of ``layout`` (None if none), checked before any work."""
@@ -602,9 +604,8 @@ class _Gate:
         if self.expect_file is not None:
             if self.expect_file == "-" and source.input == "-":
                 raise UsageError("--input - reads stdin: give --expect-file a file")
-            reader = _reader(
-                stack, self.expect_file, _Input(self.expect_file, None, False, None, None, None, False, 65_536)
-            )
+            plain = _Input(self.expect_file, None, False, None, None, None, False, 65_536)  # no options of its own
+            reader = _reader(stack, self.expect_file, plain)
             reader.numeric = set(reader.header()) & set(layout.columns)
             rows = expect.shaped(
                 pl.concat(list(reader), how="vertical_relaxed"), layout.quantities, layout.prefix, layout.suffix
@@ -665,11 +666,6 @@ class _Input:
     def names(self) -> list[str] | None:
         """The names ``--columns`` gives."""
         return [c.strip() for c in self.columns.split(",")] if self.columns is not None else None
-
-    @classmethod
-    def taken(cls, options: dict[str, Any]) -> _Input:
-        """The input options, taken out of a command's ``options`` (``scan`` has no ``--map``)."""
-        return cls(**{f.name: options.pop(f.name, None) for f in dataclasses.fields(cls)})
 
 
 def _check_precision(precision: int | None) -> None:

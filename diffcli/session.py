@@ -11,6 +11,7 @@ its evaluation. A request answers at most ``MAX_REQUEST_POINTS`` points.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -35,7 +36,7 @@ class Session:
     """Answers requests, keeping the most recently used compiled formulas."""
 
     def __init__(self) -> None:
-        self.compiled: OrderedDict[bytes, tuple[transforms.Plan, pipeline.Evaluator]] = OrderedDict()
+        self.compiled: OrderedDict[bytes, tuple[transforms.Plan, pipeline.Evaluator, tuple[str, ...]]] = OrderedDict()
 
     def answers(self, lines: Iterable[bytes]) -> Iterator[bytes]:
         for line in lines:
@@ -78,7 +79,8 @@ class Session:
             recurrence, steps, trajectory, method = self._scan(request, notes)
             columns, variables, kinks = recurrence.columns, recurrence.parameters, None
         else:
-            plan, evaluate = self._compiled(request, notes)
+            plan, evaluate, parsed_notes = self._compiled(request)
+            notes += parsed_notes
             columns, variables = [(q.path, q.column) for q in plan.quantities], plan.variables
             kinks = collections.Counter(evaluate.kinks)
         family = sources.family_columns(variables, (recurrence if kinks is None else plan).indexed, points.names)
@@ -165,13 +167,12 @@ class Session:
         notes += parsed.notes
         return parsed
 
-    def _compiled(self, request: dict[str, Any], notes: list[str]) -> tuple[transforms.Plan, pipeline.Evaluator]:
+    def _compiled(self, request: dict[str, Any]) -> tuple[transforms.Plan, pipeline.Evaluator, tuple[str, ...]]:
+        """The plan, the evaluator and the parser's notes of a request's formula, each made once."""
         key = orjson.dumps({k: request.get(k) for k in FIELDS}, option=orjson.OPT_SORT_KEYS)
         if key in self.compiled:
             self.compiled.move_to_end(key)
-            plan, evaluate = self.compiled[key]
-            notes += [n for e in _strings(request.get("expr"), "expr") for n in language.parse(e).notes]
-            return plan, evaluate
+            return self.compiled[key]
         operation = request.get("op")
         if operation not in transforms.OPERATIONS:
             raise UsageError(f"unknown op {operation!r}", hint=f"ops: {', '.join(transforms.OPERATIONS)}")
@@ -181,16 +182,17 @@ class Session:
             raise UsageError('"aux" must be an object of name: expression')
         for name in aux:
             language.option_name(name, '"aux"')
+        notes: list[str] = []
         plan = transforms.plan(
             operation,
             [self._parse(e, notes) for e in exprs],
             wrt=_names(request.get("wrt")),
-            aux=[language.Parsed(n, language.parse(e).expr) for n, e in aux.items()],
+            aux=[dataclasses.replace(self._parse(e, notes), name=n) for n, e in aux.items()],
             tangent=_numbers(request.get("tangent"), "tangent"),
             cotangent=_numbers(request.get("cotangent"), "cotangent"),
             order=_integer(request.get("order"), "order"),
         )
-        compiled = plan, pipeline.Evaluator(plan, {}, _torch(request)["dtype"], torch.device("cpu"))
+        compiled = plan, pipeline.Evaluator(plan, {}, _torch(request)["dtype"], torch.device("cpu")), tuple(notes)
         self.compiled[key] = compiled
         if len(self.compiled) > CACHED:
             self.compiled.popitem(last=False)

@@ -292,13 +292,14 @@ def plain(expr: sympy.Basic) -> sympy.Basic:
 def members(names: Sequence[str], free: set[str]) -> list[str]:
     """``names``, each family name that is not itself a variable (``x`` for x[1], x[2], …)
     replaced by its members."""
-    return [m for n in names for m in (family(n, free) if n not in free and family(n, free) else [n])]
+    return [m for n in names for m in ((n not in free and family(n, free)) or [n])]
 
 
 def _family_values(given: Mapping[str, float], free: set[str]) -> dict[str, float]:
     """``--tangent x=1`` for a family x[i]: that value for each member, unless given its own."""
-    values = {m: v for n, v in given.items() if n not in free for m in family(n, free)}
-    values.update({n: v for n, v in given.items() if n in free or not family(n, free)})
+    families = {n: family(n, free) for n in given if n not in free}
+    values = {m: v for n, v in given.items() for m in families.get(n, [])}
+    values.update({n: v for n, v in given.items() if not families.get(n)})  # a member's own value wins
     return values
 
 
