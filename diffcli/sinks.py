@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -280,9 +279,25 @@ def rich_console(stream: IO[bytes]) -> Iterator[Any]:
 
     columns = os.environ.get("COLUMNS", "")
     width = None if stream.isatty() else int(columns) if columns.isdigit() and int(columns) > 0 else UNLIMITED
-    text = io.TextIOWrapper(stream, encoding="utf-8", write_through=True)
-    yield Console(file=text, highlight=False, width=width)
-    text.detach()  # flushes; without it, closing the wrapper would close the stream
+    yield Console(file=_Utf8(stream), highlight=False, width=width)
+
+
+class _Utf8:
+    """Text written to a byte stream as UTF-8. Unlike a TextIOWrapper, it never closes the stream:
+    a wrapper dropped after a broken pipe (``| head``) closed stdout under the exit's flush."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
 
 
 def show(console: Any, tables: Sequence[Any], records: Sequence[tuple[str, Sequence[tuple[str, Any]]]]) -> None:

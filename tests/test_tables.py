@@ -128,3 +128,12 @@ def test_columns_that_are_not_a_positive_number_leave_the_width_unlimited():
     assert "┃" in unlimited
     for columns in ("0", "-5", "wide"):
         assert runner.invoke(app, [*HESSIAN, "--format", "table"], env={"COLUMNS": columns}).stdout == unlimited
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_a_table_into_head_leaves_no_traceback(fmt):
+    """The table's text layer once closed stdout when the reader left, and the exit's flush failed."""
+    from .conftest import first_lines
+
+    got = first_lines(f"COLUMNS=40 diffcli hessian 'x**2*y*exp(z)' --grid x=0:1:5000 --at y=2,z=3 -f {fmt}", 2)
+    assert "Traceback" not in got.stderr and "Error" not in got.stderr and len(got.stdout.splitlines()) == 2
