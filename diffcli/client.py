@@ -222,7 +222,7 @@ def _wait(connection: socket.socket) -> int:
     return 1
 
 
-def _hold_closed_streams() -> None:
+def hold_closed_streams() -> None:
     """Standard streams that the caller closed (``<&-``, ``>&-``) get /dev/null in their place, so
     that no file opened later takes their number (an output file written as "stdout"): stdin and
     stdout opened the wrong way round, so that using them fails with EBADF as on a closed one;
@@ -234,22 +234,3 @@ def _hold_closed_streams() -> None:
         except OSError:
             os.open(os.devnull, flags)  # the lowest free number: ``fd`` itself
             setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 - the process's own stream
-
-
-def main() -> None:
-    """The console script (``__main__`` has installed the Ctrl-C handler first)."""
-    args = sys.argv[1:]
-    try:
-        _hold_closed_streams()
-        if args[:1] != ["serve"] and not os.environ.get("DIFFCLI_NO_SERVER"):
-            code = through_server(args)
-            if code is not None:
-                os._exit(code)
-        from .cli import main as cold
-
-        cold()
-    except KeyboardInterrupt:  # before any command started: still no traceback
-        with contextlib.suppress(OSError):
-            sys.stderr.write("diffcli: interrupted\n")
-            sys.stderr.flush()
-        os._exit(130)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
+from collections.abc import Iterator
 
 
 class ExitCode(enum.IntEnum):
@@ -74,3 +77,23 @@ class DisagreementError(DiffcliError):
     """``check`` found engines that disagree beyond the tolerances (after writing its report)."""
 
     code = ExitCode.CHECK_FAILED
+
+
+# How messages name a parameter: ``wrt`` to a Python caller, ``--wrt`` on the command line.
+_FLAGS = contextvars.ContextVar("diffcli_flags", default=False)
+_SPELLED = {"mapping": "--map", "outputs": "--output-expr", "fmt": "--format"}  # flags not named as parameters
+
+
+def option(name: str) -> str:
+    """The parameter ``name`` as the caller wrote it: ``tangent`` in Python, ``--tangent`` under ``flags()``."""
+    return _SPELLED.get(name, "--" + name.replace("_", "-")) if _FLAGS.get() else name
+
+
+@contextlib.contextmanager
+def flags() -> Iterator[None]:
+    """Messages raised within name command-line flags (the CLI's commands run inside)."""
+    token = _FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _FLAGS.reset(token)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import ctypes
 import difflib
 import io
 import keyword
 import math
 import re
-import signal
 import sys
 import threading
 import tokenize
@@ -240,27 +240,42 @@ def check_name(name: str, what: str, *, source: str | None = None, position: int
     raise ExpressionError(f"{what} {name!r} {problem}", source=source, position=position)
 
 
+class _Expired(BaseException):  # not Exception: no `except Exception` in SymPy swallows it
+    """Raised in a thread whose symbolic step ran out of time (``symbolic_time_limit``)."""
+
+
 @contextlib.contextmanager
 def symbolic_time_limit(what: str, seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
-    """Stop a symbolic step that runs too long or exhausts memory, as an expression error."""
+    """Stop a symbolic step that runs too long or exhausts memory, as an expression error.
 
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError
+    A timer thread raises ``_Expired`` in this thread (``PyThreadState_SetAsyncExc``, as a
+    debugger does), so the limit holds on any thread — a worker's, a notebook's — and no signal
+    handler or timer of the process is touched. SymPy is Python code, so the exception lands
+    within a bytecode or one C call of the deadline."""
+    thread, lock, state = threading.get_ident(), threading.Lock(), {"active": True, "fired": False}
 
-    timed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if timed:
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+    def expire() -> None:
+        with lock:
+            if state["active"]:
+                state["fired"] = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(_Expired))
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
     try:
-        yield
-    except TimeoutError:
+        try:
+            yield
+        finally:
+            with lock:
+                state["active"] = False
+            timer.cancel()
+            if state["fired"]:  # not yet raised (it landed after the step): withdrawn
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
+    except _Expired:
         raise ExpressionError(f"{what} took longer than {seconds:g} s", hint="try a smaller expression") from None
     except (MemoryError, RecursionError):
         raise ExpressionError(f"{what} needs too much memory", hint="try a smaller expression") from None
-    finally:
-        if timed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
 
 def option_name(name: str, option: str) -> None:

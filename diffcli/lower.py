@@ -203,26 +203,3 @@ def evaluate_constant(expr: sympy.Basic) -> float:
     """The float64 value of a constant expression, computed as every result is: with torch."""
     lowering = Lowering([])
     return float(lowering.tape([lowering(expr)])({}, torch.zeros((), dtype=torch.float64))[0])
-
-
-def device(name: str, dtype: torch.dtype) -> torch.device:
-    """The torch device for ``--device``: auto, cpu, cuda, cuda:N or mps; ValueError if unusable."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps") from None
-    if chosen.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("CUDA is not available on this machine (no GPU, or torch built without CUDA)")
-        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
-            raise ValueError(f"there is no {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif chosen.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError("MPS is not available on this machine")
-        if dtype == torch.float64:
-            raise ValueError("MPS has no float64; use --dtype float32")
-    elif chosen.type != "cpu":
-        raise ValueError(f"unsupported device {name!r}; expected auto, cpu, cuda, cuda:N or mps")
-    return chosen

@@ -8,10 +8,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import ctypes
 import queue
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +19,8 @@ from . import transforms
 
 if TYPE_CHECKING:
     import torch
+
+    from .api import Compiled
 
 T = TypeVar("T")
 WRITES_AHEAD = 3  # computed batches that may wait for the writer
@@ -33,18 +33,13 @@ class Evaluator:
     output, the points where it is not differentiable (``kinks``)."""
 
     def __init__(
-        self, plan: transforms.Plan, columns: Mapping[str, str], dtype: torch.dtype, device: torch.device
+        self, compiled: Compiled, columns: Mapping[str, str], dtype: torch.dtype, device: torch.device
     ) -> None:
-        """``columns`` names the frame column of each variable where it is not the variable's name."""
-        import torch
-
-        self.evaluate = transforms.evaluator(plan)
-        self.plan, self.columns, self.dtype, self.device = plan, columns, dtype, device
+        """``compiled``: a command's plan for a formula (``api.Compiled``); ``columns`` names the
+        frame column of each variable where it is not the variable's name."""
+        self.plan, self.evaluate = compiled.plan, compiled.evaluate
+        self.columns, self.dtype, self.device = columns, dtype, device
         self.kinks: collections.Counter[str] = collections.Counter()
-        if device.type == "cpu":
-            # Reading and writing run on polars' threads beside the computation: torch's own
-            # OpenMP workers would only compete with them (measured: 20% slower on 2 cores).
-            torch.set_num_threads(1)
 
     def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
         import torch
@@ -65,9 +60,8 @@ def tensors(
     """Each variable's column of ``frame`` as a tensor (``columns`` renames), without a copy on the CPU."""
     import torch
 
-    # polars hands out read-only arrays; these tensors are only read
-    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-    return {v: torch.from_numpy(frame[columns.get(v, v)].to_numpy()).to(device, dtype) for v in variables}
+    # DLPack: polars' read-only arrays without a copy, and without torch's warning about them
+    return {v: torch.from_dlpack(frame[columns.get(v, v)].to_numpy()).to(device, dtype) for v in variables}
 
 
 def run(
@@ -110,7 +104,6 @@ def ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
     the consumer leaves early (an error, ``| head``, Ctrl-C), the producer stops at its next item
     and what it read is dropped: a warm server runs many commands and must not keep their threads.
     """
-    _one_malloc_arena()  # before the threads start
     buffer: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
     stopped = threading.Event()
 
@@ -145,10 +138,3 @@ def ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
             yield value
     finally:
         stopped.set()  # not joined: it may be waiting for a slow pipe, and Ctrl-C must end the command now
-
-
-def _one_malloc_arena() -> None:
-    """Keep glibc from giving each thread its own heap: those arenas fragment, and peak memory
-    grew with the row count (1.15x from 1M to 5M rows; 1.03x with one arena, at the same speed)."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
-        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX is -8 in glibc's malloc.h

@@ -29,7 +29,7 @@ import sympy
 import torch
 
 from . import lower, pipeline, rules
-from .errors import ExpressionError, UsageError
+from .errors import ExpressionError, UsageError, option
 from .language import Parsed, in_order, option_name, symbol
 from .transforms import Differentiator, set_order, variables_of
 
@@ -70,7 +70,7 @@ class Scan:
             raise ExpressionError(f"state {twice[0]!r} is assigned twice: one update per state, applied together")
         missing = [s for s in self.states if s not in init]
         if missing:
-            raise UsageError(f"no initial value for {', '.join(missing)}", hint=f"--init {missing[0]}=VALUE")
+            raise UsageError(f"no initial value for {', '.join(missing)}", hint=f"{option('init')} {missing[0]}=VALUE")
         self.init = init
         named = bool(outputs)  # --output-expr names its columns; the default, the states, reads "value"
         outputs = list(outputs) or [Parsed(s, symbol(s)) for s in self.states]
@@ -84,10 +84,10 @@ class Scan:
         self.indexed = frozenset().union(*(p.indexed for p in [*updates, *outputs]))  # as Plan.indexed
         self.sources: dict[str, str] = {}  # parameter -> the column that gives it, where not its own name
         for name in self.wrt:
-            option_name(name, "--wrt")
+            option_name(name, option("wrt"))
             if name not in self.parameters and name not in initial:
                 raise UsageError(
-                    f"--wrt {name} is neither a parameter ({', '.join(self.parameters) or 'none'}) "
+                    f"{option('wrt')} {name} is neither a parameter ({', '.join(self.parameters) or 'none'}) "
                     f"nor an initial value ({', '.join(initial)})"
                 )
         self.outputs = names = tuple(o.name or f"f{i}" for i, o in enumerate(outputs, start=1))
@@ -310,7 +310,8 @@ def _kept_states(shape: tuple[int, int, int], like: torch.Tensor) -> torch.Tenso
     problem = UsageError(
         f"reverse mode keeps every step's state: {shape[0]:,} steps x {shape[1]} states x {shape[2]:,} runs "
         f"need {size / 2**30:,.1f} GiB, more than this machine has",
-        hint="--method forward: its memory does not grow with the steps (or a smaller --batch-size)",
+        hint=f"{option('method')} forward: its memory does not grow with the steps "
+        f"(or a smaller {option('batch_size')})",
     )
     if size > room:
         raise problem

@@ -122,6 +122,34 @@ def _loop(listener: socket.socket, run: Runner, identity: tuple[list[str], dict[
             connection.close()
 
 
+def start_in_background(idle: float) -> None:
+    """Start ``diffcli serve`` detached and return once it answers (warm), or say why it did not."""
+    import subprocess
+    import tempfile
+
+    if running():
+        raise UsageError(f"a server is already running on {client.socket_path()}")
+    with tempfile.TemporaryFile() as errors:
+        started = subprocess.Popen(  # -P and /: no module of the working folder is ever imported
+            [sys.executable, "-P", "-m", "diffcli", "serve", "--idle", repr(idle)],
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while not running():
+            if started.poll() is not None:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace").strip().splitlines()
+                raise UsageError(f"the server did not start: {said[-1] if said else f'exit {started.returncode}'}")
+            if time.monotonic() > deadline:
+                raise UsageError("the server did not start within 120 s")
+            time.sleep(0.05)
+    sys.stderr.write(f"diffcli: serving on {client.socket_path()}\n")
+
+
 def running() -> bool:
     """Whether a server of this user answers on the socket."""
     try:

@@ -11,7 +11,6 @@ its evaluation. A request answers at most ``MAX_REQUEST_POINTS`` points.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import io
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -22,13 +21,14 @@ import orjson
 import polars as pl
 import torch
 
-from . import language, pipeline, sinks, sources, transforms
+from . import api, devices, language, pipeline, sinks, sources, transforms
 from .errors import DiffcliError, ExitCode, UsageError
 
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
 CHECK_FIELDS = ("op", "expr", "wrt", "order", "rtol", "atol", "allow_kinks", "dtype")
 SCAN_FIELDS = ("op", "expr", "init", "steps", "outputs", "wrt", "trajectory", "method", "dtype")
 CACHED = 256  # compiled formulas kept
+CPU = torch.device("cpu")
 MAX_REQUEST_POINTS = 1_000_000  # per request: its answer is one line, built in memory (about 100 MB at this size)
 
 
@@ -92,7 +92,9 @@ class Session:
         sink = sinks.JsonSink(stream, layout, _precision(request.get("precision")), lines=True)
         frame = points.take(np.arange(len(points))).with_columns(pl.col(c).alias(v) for v, c in family.items())
         if kinks is None:
-            for result in recurrence.run(frame, steps, trajectory=trajectory, method=method, **_torch(request)):
+            for result in recurrence.run(
+                frame, steps, trajectory=trajectory, method=method, dtype=_dtype(request), device=CPU
+            ):
                 sink.write(result)
         else:
             sink.write(evaluate(frame))
@@ -110,33 +112,27 @@ class Session:
 
     def _check(self, request: dict[str, Any], points: sources.Points) -> bytes:
         """A check request: the report's rows, and whether every engine agreed."""
-        from .check import Checker, tolerance
-
-        notes: list[str] = []
-        parsed = [self._parse(e, notes) for e in _strings(request.get("expr"), "expr")]
-        probe = transforms.plan("jacobian", parsed, wrt=_names(request.get("wrt")))
+        formula = api.formula(_strings(request.get("expr"), "expr"))
+        probe = formula.compiled("jacobian", wrt=_names(request.get("wrt"))).plan
         family = sources.family_columns(probe.variables, probe.indexed, points.names)
         missing = [v for v in probe.variables if v not in points.names and v not in family]
         if missing:
             raise UsageError(f'no value for {", ".join(missing)} in "at" or "grid"')
-        order = _integer(request.get("order"), "order") or 1
-        if order not in (1, 2):
-            raise UsageError(f'"order" must be 1 or 2, got {order}')
-        dtype = _torch(request)["dtype"]
-        rtol = _tolerance(request.get("rtol"), "rtol", tolerance(dtype))
-        checker = Checker(
-            parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=_tolerance(request.get("atol"), "atol", rtol),
-            dtype=dtype, device=torch.device("cpu"), allow_kinks=_flag(request.get("allow_kinks"), "allow_kinks"),
-        )  # fmt: skip
-        checker.add(points.take(np.arange(len(points))), family)
-        rows = checker.report.rows()
-        answer = {"report": rows, "ok": all(r["ok"] for r in rows), **({"notes": notes} if notes else {})}
+        rows = formula.check(
+            points.take(np.arange(len(points))),
+            order=_integer(request.get("order"), "order") or 1,
+            wrt=probe.wrt,
+            rtol=_tolerance(request.get("rtol"), "rtol"),
+            atol=_tolerance(request.get("atol"), "atol"),
+            allow_kinks=_flag(request.get("allow_kinks"), "allow_kinks"),
+            dtype=_dtype(request),
+        )
+        notes = {"notes": list(formula.notes)} if formula.notes else {}
+        answer = {"report": rows, "ok": all(r["ok"] for r in rows), **notes}
         return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
     def _scan(self, request: dict[str, Any], notes: list[str]) -> tuple[Any, int, bool, str]:
         """A scan request: the compiled recurrence, its steps, and how to run it."""
-        from .scan import METHODS, Scan
-
         updates = [self._parse(e, notes) for e in _strings(request.get("expr"), "expr")]
         outputs = request.get("outputs") or {}
         if not isinstance(outputs, dict) or not all(isinstance(e, str) for e in outputs.values()):
@@ -147,18 +143,14 @@ class Session:
         if steps is None or steps < 0:
             raise UsageError('"steps" must be an integer, 0 or more')
         method = request.get("method") or "auto"
-        if method not in METHODS:
-            raise UsageError(f'"method" must be one of {", ".join(METHODS)}, got {method!r}')
         trajectory = _flag(request.get("trajectory"), "trajectory")
-        if method == "reverse" and trajectory:
-            raise UsageError('reverse mode differentiates the last step only: "trajectory" needs "method": "forward"')
-        with language.symbolic_time_limit("scan (symbolic differentiation)"):
-            recurrence = Scan(
-                updates,
-                _numbers(request.get("init"), "init") or {},
-                outputs=[language.Parsed(n, self._parse(e, notes).expr) for n, e in outputs.items()],
-                wrt=_names(request.get("wrt")),
-            )
+        api.check_method(method, trajectory)
+        recurrence = api.recurrence_of(
+            updates,
+            _numbers(request.get("init"), "init") or {},
+            outputs=[language.Parsed(n, self._parse(e, notes).expr) for n, e in outputs.items()],
+            wrt=_names(request.get("wrt")),
+        )
         return recurrence, steps, trajectory, method
 
     @staticmethod
@@ -176,23 +168,20 @@ class Session:
         operation = request.get("op")
         if operation not in transforms.OPERATIONS:
             raise UsageError(f"unknown op {operation!r}", hint=f"ops: {', '.join(transforms.OPERATIONS)}")
-        exprs = _strings(request.get("expr"), "expr")
         aux = request.get("aux") or {}
         if not isinstance(aux, dict) or not all(isinstance(e, str) for e in aux.values()):
             raise UsageError('"aux" must be an object of name: expression')
         for name in aux:
             language.option_name(name, '"aux"')
-        notes: list[str] = []
-        plan = transforms.plan(
+        formula = api.formula(_strings(request.get("expr"), "expr"), aux)
+        plan = formula.compiled(
             operation,
-            [self._parse(e, notes) for e in exprs],
             wrt=_names(request.get("wrt")),
-            aux=[dataclasses.replace(self._parse(e, notes), name=n) for n, e in aux.items()],
             tangent=_numbers(request.get("tangent"), "tangent"),
             cotangent=_numbers(request.get("cotangent"), "cotangent"),
             order=_integer(request.get("order"), "order"),
         )
-        compiled = plan, pipeline.Evaluator(plan, {}, _torch(request)["dtype"], torch.device("cpu")), tuple(notes)
+        compiled = plan.plan, pipeline.Evaluator(plan, {}, _dtype(request), CPU), formula.notes
         self.compiled[key] = compiled
         if len(self.compiled) > CACHED:
             self.compiled.popitem(last=False)
@@ -213,13 +202,9 @@ class Session:
         )
 
 
-def _torch(request: dict[str, Any]) -> dict[str, Any]:
-    """The torch dtype (``"dtype"``) and device of a request: its computations run on the CPU."""
-    name = request.get("dtype") or "float64"
-    dtype = {"float64": torch.float64, "float32": torch.float32}.get(name) if isinstance(name, str) else None
-    if dtype is None:
-        raise UsageError(f"unknown dtype {request.get('dtype')!r}; expected float64 or float32")
-    return {"dtype": dtype, "device": torch.device("cpu")}
+def _dtype(request: dict[str, Any]) -> torch.dtype:
+    """The torch dtype of a request's ``"dtype"``: its computations run on the CPU."""
+    return devices.dtype(request.get("dtype") or "float64")
 
 
 def _names(value: Any) -> list[str]:
@@ -233,9 +218,9 @@ def _flag(value: Any, field: str) -> bool:
     return bool(value)
 
 
-def _tolerance(value: Any, field: str, default: float) -> float:
+def _tolerance(value: Any, field: str) -> float | None:
     if value is None:
-        return default
+        return None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
         raise UsageError(f'"{field}" must be a finite number >= 0')
     return float(value)

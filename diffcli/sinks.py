@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import numpy as np
 import polars as pl
 import polars.selectors as cs
 
-from .errors import UsageError
+from .errors import UsageError, option
 
 FORMATS = ("table", "csv", "tsv", "json", "ndjson", "parquet")
 TABLE_ROWS = 50  # rows a table shows; the rest are counted
@@ -47,7 +49,9 @@ class Layout:
             if name in seen:
                 raise UsageError(
                     f"the column {name!r} would appear twice (an input, point or result name); rename one of them",
-                    hint="--prefix or --suffix renames the results: --prefix d_" if name in self.columns else None,
+                    hint=f"{option('prefix')} or {option('suffix')} renames the results: {option('prefix')} d_"
+                    if name in self.columns
+                    else None,
                 )
             seen.add(name)
 
@@ -332,3 +336,51 @@ def open_sink(fmt: str, stream: IO[bytes], layout: Layout, *, precision: int | N
     if fmt == "parquet":
         return ParquetSink(stream, layout, precision)
     return TableSink(stream, layout, precision, title)
+
+
+def write_report(rows: list[dict[str, Any]], fmt: str, stream: IO[bytes]) -> None:
+    """Rows of a report (check's, or the formulas alone) in ``fmt``: JSON, CSV and Parquet write a
+    NaN or an infinity as null (strict JSON), a table as ``nan`` or ``inf``."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+
+    strict = [finite(r) for r in rows]
+    if fmt in ("json", "ndjson"):
+        lines = [json.dumps(r, allow_nan=False, separators=(",", ":")) for r in strict]
+        if fmt == "ndjson":
+            text = "".join(line + "\n" for line in lines)
+        else:
+            text = "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
+        stream.write(text.encode())
+    elif fmt in ("csv", "tsv", "parquet"):
+        flat = pl.DataFrame([{**r, "at": json.dumps(r["at"])} if "at" in r else r for r in strict])
+        if fmt == "parquet":
+            flat.write_parquet(stream)
+        else:
+            flat.write_csv(stream, separator="," if fmt == "csv" else "\t")
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        def cell(key: str, value: Any) -> Text:
+            if key == "at":
+                return Text(", ".join(f"{k}={v!r}" for k, v in value.items()))
+            if key == "ok":
+                return Text("ok" if value else "DISAGREE", style="" if value else "bold red")
+            return Text(repr(value) if isinstance(value, float) else str(value))
+
+        names = list(rows[0]) if rows else []
+        cells = [[cell(k, v) for k, v in r.items()] for r in rows]
+        table = Table()
+        for name in names:
+            table.add_column(
+                name, justify="left" if name in ("output", "quantity", "engine", "at", "symbolic", "latex") else "right"
+            )
+        for row in cells:
+            table.add_row(*row)
+        records = [(f"row {i} of {len(rows)}", list(zip(names, row))) for i, row in enumerate(cells, 1)]
+        with rich_console(stream) as console:
+            show(console, [table], records)

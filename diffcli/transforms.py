@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import sympy
 
 from . import functions, rules
-from .errors import ExpressionError, UsageError
+from .errors import ExpressionError, UsageError, option
 from .language import (
     SYMBOLIC_SECONDS,
     Parsed,
@@ -112,11 +112,11 @@ def plan(
     tangent = tangent if tangent is None else _family_values(tangent, free)
     if operation == "derivative":
         if not wrt and len(free) != 1:
-            raise UsageError("derivative needs --wrt (the expression has several variables)")
+            raise UsageError(f"derivative needs {option('wrt')} (the expression has several variables)")
         wrt = list(wrt) or in_order(free)
         if order is not None:
             if order < 0 or len(wrt) != 1:
-                raise UsageError("--order N needs N >= 0 and one --wrt variable")
+                raise UsageError(f"{option('order')} N needs N >= 0 and one {option('wrt')} variable")
             wrt = wrt * order  # order 0: the value itself, as SymPy's diff(f, x, 0)
         if len(wrt) > MAX_ORDER:
             raise UsageError(f"derivatives of order above {MAX_ORDER} are not offered, got {len(wrt)}")
@@ -125,10 +125,10 @@ def plan(
     if operation == "taylor":
         order = 5 if order is None else order
         if not 0 <= order <= MAX_ORDER:
-            raise UsageError(f"--order must be between 0 and {MAX_ORDER}, got {order}")
+            raise UsageError(f"{option('order')} must be between 0 and {MAX_ORDER}, got {order}")
     wrt = tuple(wrt)
     for name in wrt:
-        option_name(name, "--wrt")
+        option_name(name, option("wrt"))
     single = len(parsed) == 1
 
     quantities: list[Quantity] = []
@@ -161,16 +161,20 @@ def plan(
             ]
         elif operation == "jvp":
             if tangent is None:
-                raise UsageError("jvp needs a tangent, the v of J·v: --tangent x=1 (components not given are 0)")
-            weights = _components(tangent, wrt, "--tangent", "variable")
+                raise UsageError(
+                    f"jvp needs a tangent, the v of J·v: {option('tangent')} x=1 (components not given are 0)"
+                )
+            weights = _components(tangent, wrt, option("tangent"), "variable")
             for n in names:
                 total = sympy.Add(*(weights[v] * jacobian[n, v] for v in wrt if weights[v]))
                 path, column = (("jvp",), "jvp") if single else (("jvp", n), f"jvp_{n}")
                 quantities.append(Quantity(path, column, total, (value_of[n],)))
         elif operation == "vjp":
             if cotangent is None:
-                raise UsageError("vjp needs a cotangent, the u of uᵀJ: --cotangent f=1 (components not given are 0)")
-            weights = _components(cotangent, names, "--cotangent", "output")
+                raise UsageError(
+                    f"vjp needs a cotangent, the u of uᵀJ: {option('cotangent')} f=1 (components not given are 0)"
+                )
+            weights = _components(cotangent, names, option("cotangent"), "output")
             for v in wrt:
                 total = sympy.Add(*(weights[n] * jacobian[n, v] for n in names if weights[n]))
                 weighted = tuple(value_of[n] for n in names if weights[n])
@@ -193,7 +197,7 @@ def plan(
 
     for a in aux:
         if a.name is None:
-            raise UsageError(f"--aux needs a name: --aux name=EXPR, got {a.expr}")
+            raise UsageError(f"{option('aux')} needs a name: {option('aux')} name=EXPR, got {a.expr}")
         quantities.append(Quantity(("aux", a.name), a.name, a.expr))
     named = {q.column: f"{prefix}{q.column}{suffix}" for q in quantities}
     quantities = [replace(q, column=named[q.column], of=tuple(named[c] for c in q.of)) for q in quantities]

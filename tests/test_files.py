@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from diffcli import cli
+from diffcli import jobs
 from diffcli.cli import app
 
 from .conftest import write_formats
@@ -290,9 +290,9 @@ def test_scan_and_check_answer_in_the_input_format_too():
 
 def test_a_terminal_gets_a_table_and_a_file_its_extension(monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    assert cli._format("auto", None) == "table"
-    assert cli._format("auto", "out.jsonl") == "ndjson"
-    assert cli._format("auto", "out.txt") == "auto"  # left to the input
+    assert jobs._format("auto", None) == "table"
+    assert jobs._format("auto", "out.jsonl") == "ndjson"
+    assert jobs._format("auto", "out.txt") == "auto"  # left to the input
 
 
 # Real pipes (subprocess: marked slow by conftest).

@@ -9,7 +9,8 @@ import pytest
 import sympy
 import torch
 
-from diffcli import lower
+from diffcli import devices, lower
+from diffcli.errors import UsageError
 from diffcli.language import FUNCTIONS, parse, symbol
 
 x, y = symbol("x"), symbol("y")
@@ -91,8 +92,8 @@ def test_constants_and_float32():
 def test_unusable_devices_are_refused(name):
     if name.startswith("cuda") and torch.cuda.is_available() and name == "cuda":
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ValueError):
-        lower.device(name, torch.float64)
+    with pytest.raises(UsageError):
+        devices.device(name, torch.float64)
 
 
 def test_log_of_one_plus_and_exp_minus_one_keep_small_values():

@@ -15,7 +15,8 @@ import pytest
 from rich.cells import cell_len
 from typer.testing import CliRunner
 
-from diffcli.cli import _write_report, app
+from diffcli.cli import app
+from diffcli.sinks import write_report
 
 runner = CliRunner()
 WIDTHS = (40, 80, 120)
@@ -109,7 +110,7 @@ def test_check_table_tells_nan_from_infinity_and_json_says_null(monkeypatch, wid
     else:
         monkeypatch.setenv("COLUMNS", str(width))
     stream = io.BytesIO()
-    _write_report([row], "table", stream)
+    write_report([row], "table", stream)
     lines = stream.getvalue().decode().splitlines()
     if width is None:  # a table: the header's cells over the row's
         cells = [[c.strip() for c in re.split("[┃│]", line)[1:-1]] for line in lines if line[:1] in ("┃", "│")]
@@ -118,7 +119,7 @@ def test_check_table_tells_nan_from_infinity_and_json_says_null(monkeypatch, wid
         shown = dict(line.split(maxsplit=1) for line in lines[1:])
     assert (shown["max_abs"], shown["max_rel"]) == ("nan", "inf")
     stream = io.BytesIO()
-    _write_report([row], "json", stream)
+    write_report([row], "json", stream)
     got = json.loads(stream.getvalue())[0]
     assert got["max_abs"] is None and got["max_rel"] is None
 

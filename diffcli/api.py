@@ -1,0 +1,334 @@
+"""The Python API (README: "From Python"): ``formula`` parses a formula once and each command of
+the CLI is a method of it, on data held in memory; ``scan`` runs a recurrence. The CLI, ``run``
+and the server are shells over these.
+
+Data is a mapping of names to numbers, sequences, numpy arrays or torch tensors, or a polars or
+pandas DataFrame, or a pyarrow Table or RecordBatch (``data.Table``); a result is the same kind,
+the data's columns then the results', named as the CLI's CSV columns. A Dask DataFrame gives a
+Dask DataFrame (``diffcli.dask``). Errors are ``diffcli.UsageError``, ``ExpressionError`` and
+``DataError`` (the CLI's exit codes 2, 3, 4), naming parameters as they are written here.
+Nothing here changes a setting of the process (torch's threads, the allocator, warnings, signals).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import devices, language, transforms
+from .errors import UsageError, option
+
+if TYPE_CHECKING:
+    import torch
+
+    from .data import Table
+    from .scan import Scan
+
+Data = Any  # see the module's docstring
+Dtype = "str | torch.dtype"
+Device = "str | torch.device | None"
+
+
+def formula(exprs: str | Sequence[str], aux: Mapping[str, str] | Sequence[str] | None = None) -> Formula:
+    """Parse ``exprs`` (``"x**2*sin(y)"``, or several: ``["u=x*y", "v=x+y"]``) and the auxiliary
+    outputs ``aux`` (``{"cube": "x**3"}``): reported beside the results, never differentiated.
+    Each command's derivatives are taken and compiled when it is first used, once."""
+    return Formula(exprs, aux)
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """One command's plan for a formula, and its compiled evaluation (made when first needed)."""
+
+    plan: transforms.Plan
+
+    @functools.cached_property
+    def evaluate(self) -> Callable[[Mapping[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]:
+        return transforms.evaluator(self.plan)
+
+
+class Formula:
+    """A parsed formula. It pickles as its text, so worker processes can receive it."""
+
+    def __init__(self, exprs: str | Sequence[str], aux: Mapping[str, str] | Sequence[str] | None = None) -> None:
+        self.texts = (exprs,) if isinstance(exprs, str) else tuple(exprs)
+        self.aux = aux if aux is None or isinstance(aux, Mapping) else tuple(aux)
+        self.parsed = tuple(language.parse(t) for t in self.texts)
+        if isinstance(aux, Mapping):
+            for name in aux:
+                language.option_name(name, option("aux"))
+            self.auxiliary = tuple(dataclasses.replace(language.parse(e), name=n) for n, e in aux.items())
+        else:
+            self.auxiliary = tuple(language.parse(t) for t in aux or ())
+        self.notes = tuple(note for p in (*self.parsed, *self.auxiliary) for note in p.notes)  # how 1/2x was read
+        self._compiled: dict[tuple[Any, ...], Compiled] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Formula, (self.texts, self.aux)
+
+    def __repr__(self) -> str:
+        aux = f", aux={self.aux!r}" if self.aux else ""
+        return f"diffcli.formula({self.texts[0] if len(self.texts) == 1 else list(self.texts)!r}{aux})"
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables whose values the data must give, in order."""
+        return self.compiled("value").plan.variables
+
+    def compiled(
+        self,
+        operation: str,
+        *,
+        wrt: Sequence[str] | str | None = None,
+        tangent: Mapping[str, float] | None = None,
+        cotangent: Mapping[str, float] | None = None,
+        order: int | None = None,
+        prefix: str = "",
+        suffix: str = "",
+    ) -> Compiled:
+        """The plan of ``operation`` (the CLI's command names) with these options, made once."""
+        names = tuple(_names(wrt))
+        key = (operation, names, _items(tangent), _items(cotangent), order, prefix, suffix)
+        if key not in self._compiled:
+            self._compiled[key] = Compiled(
+                transforms.plan(
+                    operation,
+                    self.parsed,
+                    wrt=names,
+                    aux=self.auxiliary,
+                    tangent=tangent,
+                    cotangent=cotangent,
+                    order=order,
+                    prefix=prefix,
+                    suffix=suffix,
+                )  # fmt: skip
+            )
+        return self._compiled[key]
+
+    def value(self, data: Data, *, dtype: Dtype = "float64", device: Device = None) -> Data:
+        """The values of the expressions (and of ``aux``) at every row of ``data``."""
+        return self._apply("value", data, dtype, device)
+
+    def grad(self, data: Data, *, wrt: Sequence[str] | None = None, dtype: Dtype = "float64", device: Device = None):
+        """The value and the gradient (``grad_x``, ...), with respect to ``wrt`` (default: every variable)."""
+        return self._apply("grad", data, dtype, device, wrt=wrt)
+
+    def jacobian(self, data: Data, *, wrt: Sequence[str] | None = None, dtype: Dtype = "float64", device=None):
+        """The values and the Jacobian (``jacobian_u_x``, ...) of several expressions."""
+        return self._apply("jacobian", data, dtype, device, wrt=wrt)
+
+    def hessian(self, data: Data, *, wrt: Sequence[str] | None = None, dtype: Dtype = "float64", device=None):
+        """The value, the gradient and the Hessian (``hessian_x_y``, ...)."""
+        return self._apply("hessian", data, dtype, device, wrt=wrt)
+
+    def jvp(
+        self,
+        data: Data,
+        *,
+        tangent: Mapping[str, float],
+        wrt: Sequence[str] | None = None,
+        dtype="float64",
+        device=None,
+    ) -> Data:
+        """The values and J·v for the tangent v (``{"x": 1}``; components not given are 0)."""
+        return self._apply("jvp", data, dtype, device, wrt=wrt, tangent=tangent)
+
+    def vjp(
+        self, data: Data, *, cotangent: Mapping[str, float], wrt: Sequence[str] | None = None, dtype="float64",
+        device=None,
+    ) -> Data:  # fmt: skip
+        """The values and uᵀJ for the cotangent u (``{"f": 1}``, by output; components not given are 0)."""
+        return self._apply("vjp", data, dtype, device, wrt=wrt, cotangent=cotangent)
+
+    def derivative(
+        self, data: Data, *, wrt: Sequence[str] | None = None, order: int | None = None, dtype="float64", device=None
+    ) -> Data:
+        """One mixed or n-th partial derivative: ``wrt=["x", "x", "y"]`` is d³f/dx²dy;
+        ``wrt=["x"], order=4`` is d⁴f/dx⁴."""
+        return self._apply("derivative", data, dtype, device, wrt=wrt, order=order)
+
+    def taylor(
+        self, data: Data, *, wrt: Sequence[str] | None = None, order: int = 5, dtype="float64", device=None
+    ) -> Data:
+        """The Taylor coefficients about each row's point up to total degree ``order``."""
+        return self._apply("taylor", data, dtype, device, wrt=wrt, order=order)
+
+    def check(
+        self,
+        data: Data,
+        *,
+        order: int = 1,
+        wrt: Sequence[str] | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        allow_kinks: bool = False,
+        dtype: Dtype = "float64",
+        device: Device = None,
+    ) -> list[dict[str, Any]]:
+        """The rows of ``diffcli check``: each derivative against the same formulas at 50 digits and
+        against finite differences; a row's ``ok`` is False where they disagree."""
+        from .check import Checker
+
+        if order not in (1, 2):
+            raise UsageError(f"{option('order')} must be 1 or 2, got {order}")
+        probe = self.compiled("jacobian", wrt=wrt).plan
+        table = _table(data)
+        torch_dtype, target = _torch(dtype, device, table)
+        rtol, atol = tolerances(rtol, atol, torch_dtype)
+        checker = Checker(
+            self.parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=atol, dtype=torch_dtype, device=target,
+            allow_kinks=allow_kinks,
+        )  # fmt: skip
+        checker.add(table.frame(_sources(probe, table)), {})
+        return checker.report.rows()
+
+    def symbolic(self, operation: str = "value", *, latex: bool = False, **options: Any) -> dict[str, str]:
+        """Each result's formula as text (``latex``: as LaTeX), simplified where that is quick:
+        ``f.symbolic("grad")`` is ``{"value": ..., "grad_x": ...}``."""
+        texts, _ = transforms.symbolic(self.compiled(operation, **options).plan, latex=latex)
+        return texts
+
+    def _apply(self, operation: str, data: Data, dtype: Dtype, device: Device, **options: Any) -> Data:
+        """``operation`` at every row of ``data``, as the data's own kind."""
+        if type(data).__module__.startswith("dask."):
+            from .dask import apply
+
+            return apply(data, getattr(self, operation), dtype=dtype, device=device, **options)
+        import torch
+
+        from . import sinks
+
+        compiled = self.compiled(operation, **options)
+        table = _table(data)
+        sinks.Layout(table.names, [(q.path, q.column) for q in compiled.plan.quantities])  # clashes, before work
+        torch_dtype, target = _torch(dtype, device, table)
+        values = table.tensors(_sources(compiled.plan, table), torch_dtype, target)
+        with torch.no_grad():
+            results = compiled.evaluate(values, torch.empty(table.height, dtype=torch_dtype, device=target))
+        return table.joined({k: v for k, v in results.items() if not k.startswith(transforms.KINK)})
+
+
+def scan(
+    updates: str | Sequence[str],
+    *,
+    init: Mapping[str, float],
+    steps: int,
+    data: Data = None,
+    outputs: Mapping[str, str] | None = None,
+    wrt: Sequence[str] | None = None,
+    trajectory: bool = False,
+    method: str = "auto",
+    dtype: Dtype = "float64",
+    device: Device = None,
+) -> Data:
+    """Iterate ``updates`` (``"x = r*x*(1-x)"``) ``steps`` times from ``init``, once per row of
+    ``data`` (which gives the parameters), and differentiate the final state — or ``outputs`` of it —
+    with respect to ``wrt`` (parameters, and ``x0`` for the initial value of x). ``trajectory``
+    reports every step (rows step by step, with a ``step`` column)."""
+    import polars as pl
+
+    from .data import Table
+
+    recurrence = recurrence_of(updates, init, outputs=outputs, wrt=wrt)
+    if steps < 0:
+        raise UsageError(f"{option('steps')} must be 0 or more, got {steps}")
+    check_method(method, trajectory)
+    table = Table({} if data is None else data)
+    torch_dtype, target = _torch(dtype, device, table)
+    frame = table.frame(_sources(recurrence, table))
+    results = list(recurrence.run(frame, steps, trajectory=trajectory, method=method, dtype=torch_dtype, device=target))
+    reported = pl.concat(results).drop(frame.columns)
+    if not trajectory:
+        return table.joined({c: _tensor(reported[c], target) for c in reported.columns})
+    rows = pl.concat([frame.with_row_index("_row")] * len(results))["_row"].to_numpy()
+    return table.taken(rows).joined({c: _tensor(reported[c], target) for c in reported.columns})
+
+
+def recurrence_of(
+    updates: str | Sequence[str | language.Parsed],
+    init: Mapping[str, float],
+    *,
+    outputs: Mapping[str, str] | Sequence[language.Parsed] | None = None,
+    wrt: Sequence[str] | str | None = None,
+    prefix: str = "",
+    suffix: str = "",
+) -> Scan:
+    """The compiled recurrence of ``scan`` (the CLI's and ``run``'s too)."""
+    from .scan import Scan
+
+    texts = [updates] if isinstance(updates, str) else updates
+    parsed = [u if isinstance(u, language.Parsed) else language.parse(u) for u in texts]
+    if isinstance(outputs, Mapping):
+        for name in outputs:
+            language.option_name(name, option("outputs"))
+        outputs = [language.Parsed(n, language.parse(e).expr) for n, e in outputs.items()]
+    with language.symbolic_time_limit("scan (symbolic differentiation)"):
+        return Scan(parsed, init, outputs=outputs or (), wrt=_names(wrt), prefix=prefix, suffix=suffix)
+
+
+def check_method(method: str, trajectory: bool) -> None:
+    """A scan's ``method`` and ``trajectory``, checked together."""
+    from .scan import METHODS
+
+    if method not in METHODS:
+        raise UsageError(f"{option('method')} must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "reverse" and trajectory:
+        raise UsageError(
+            f"reverse mode differentiates the last step only; {option('trajectory')} needs {option('method')} forward"
+        )
+
+
+def tolerances(rtol: float | None, atol: float | None, dtype: torch.dtype) -> tuple[float, float]:
+    """``rtol`` and ``atol`` checked: each defaults to the other, then to the dtype's (``check.tolerance``)."""
+    import math
+
+    from .check import tolerance
+
+    for name, given in (("rtol", rtol), ("atol", atol)):
+        if given is not None and not (math.isfinite(given) and given >= 0):
+            raise UsageError(f"{option(name)} must be a finite number >= 0, got {given}")
+    rtol = rtol if rtol is not None else tolerance(dtype)
+    return rtol, atol if atol is not None else rtol
+
+
+def _names(wrt: Sequence[str] | str | None) -> list[str]:
+    """``wrt`` as names: ``"x,y"`` (as the command line writes it) or ``["x", "y"]``."""
+    if wrt is None:
+        return []
+    return [n.strip() for n in wrt.split(",")] if isinstance(wrt, str) else [str(n) for n in wrt]
+
+
+def _items(weights: Mapping[str, float] | None) -> tuple[tuple[str, float], ...] | None:
+    return None if weights is None else tuple(sorted((str(k), float(v)) for k, v in weights.items()))
+
+
+def _table(data: Data) -> Table:
+    from .data import Table
+
+    return Table(data)
+
+
+def _torch(dtype: Dtype, device: Device, table: Table) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device to compute in: ``device``, else where the data's tensors are, else the CPU."""
+    return devices.resolve(dtype, device if device is not None else table.device or "cpu")
+
+
+def _sources(plan: Any, table: Table) -> dict[str, str]:
+    """The data column of each variable of ``plan`` (a ``transforms.Plan`` or a ``scan.Scan``):
+    its own, or its family's (``x`` for ``x[3]``); a usage error names those that have none."""
+    from .sources import family_columns
+
+    found = {v: v for v in plan.variables if v in table.columns}
+    found.update(family_columns([v for v in plan.variables if v not in found], plan.indexed, table.names))
+    missing = [v for v in plan.variables if v not in found]
+    if missing:
+        raise UsageError(f"no value for {', '.join(missing)} in the data", hint=f"give it: {{{missing[0]!r}: ...}}")
+    return found
+
+
+def _tensor(column: Any, device: torch.device) -> torch.Tensor:
+    import torch
+
+    return torch.from_dlpack(column.to_numpy()).to(device)

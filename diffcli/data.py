@@ -1,0 +1,169 @@
+"""Data held in memory, as Python callers hold it: a mapping of names to numbers, sequences, numpy
+arrays or torch tensors; a polars or pandas DataFrame; a pyarrow Table or RecordBatch. Each kind
+comes back as itself, its columns first and the results' after them (README: "From Python").
+
+Nothing here imports a library the caller did not hand in: a pandas frame is handled with pandas,
+a pyarrow table with pyarrow; only numpy and torch are always used.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import DataError, UsageError
+from .language import variable_name
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _kind(data: Any) -> str:
+    """Which kind ``data`` is, by its type's module: nothing is imported to find out."""
+    module = type(data).__module__.split(".")[0]
+    name = type(data).__name__
+    if module == "polars" and name == "DataFrame":
+        return "polars"
+    if module == "pandas" and name == "DataFrame":
+        return "pandas"
+    if module == "pyarrow" and name in ("Table", "RecordBatch"):
+        return "arrow"
+    if isinstance(data, Mapping):
+        return "tensors" if any(_is_tensor(v) for v in data.values()) else "mapping"
+    raise UsageError(
+        f"data must be a mapping of names to values, or a polars, pandas or pyarrow table; got {type(data).__name__}"
+    )
+
+
+def _is_tensor(value: Any) -> bool:
+    return type(value).__module__.split(".")[0] == "torch" and type(value).__name__ in ("Tensor", "Parameter")
+
+
+class Table:
+    """``data`` seen as named columns of one length (a mapping's single numbers stand for every row)."""
+
+    def __init__(self, data: Any) -> None:
+        self.data, self.kind = data, _kind(data)
+        if self.kind in ("mapping", "tensors"):
+            self.columns = {variable_name(str(k)): v for k, v in data.items()}
+            lengths = {k: _length(v, k) for k, v in self.columns.items()}
+            long = {k: n for k, n in lengths.items() if n is not None}
+            if len(set(long.values())) > 1:
+                (a, n), (b, m) = sorted(long.items(), key=lambda item: item[1])[:: len(long) - 1]
+                raise UsageError(f"data columns differ in length: {a!r} has {n} values, {b!r} has {m}")
+            self.height = next(iter(long.values()), 1)
+        else:
+            names = data.column_names if self.kind == "arrow" else [str(c) for c in data.columns]
+            self.columns = {variable_name(n): n for n in names}  # the variable -> the frame's own column name
+            self.height = data.num_rows if self.kind == "arrow" else len(data)
+        self.names = list(self.columns)
+
+    @property
+    def device(self) -> torch.device | None:
+        """Where the caller's tensors are (the first one's device), if any."""
+        tensors = [v for v in self.columns.values() if _is_tensor(v)] if self.kind == "tensors" else []
+        return tensors[0].device if tensors else None
+
+    def tensors(self, sources: Mapping[str, str], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
+        """The column ``sources[variable]`` of each variable, as numbers of ``dtype`` on ``device``."""
+        import torch
+
+        values = {}
+        for variable, name in sources.items():
+            column = self._numbers(name)
+            values[variable] = (
+                column.to(device, dtype) if _is_tensor(column) else torch.from_dlpack(column).to(device, dtype)
+            ).expand(self.height)
+        return values
+
+    def frame(self, sources: Mapping[str, str]) -> Any:
+        """A polars frame of the variables' numbers, one column per variable (``sources`` as for ``tensors``)."""
+        import polars as pl
+
+        columns = {v: self._numbers(name) for v, name in sources.items()}
+        return pl.DataFrame({v: c.cpu().numpy() if _is_tensor(c) else c for v, c in columns.items()}).select(
+            pl.all().cast(pl.Float64)
+        )
+
+    def taken(self, rows: np.ndarray) -> Table:
+        """The data's rows at the positions ``rows`` (repeats allowed), as a table of the same kind."""
+        if self.kind == "mapping":
+            return Table({k: np.broadcast_to(np.asarray(v), (self.height,))[rows] for k, v in self.data.items()})
+        if self.kind == "tensors":
+            return Table({k: _full(v, self.height, self.device)[rows] for k, v in self.data.items()})
+        if self.kind == "pandas":
+            return Table(self.data.iloc[rows].reset_index(drop=True))
+        return Table(self.data[rows] if self.kind == "polars" else self.data.take(rows))
+
+    def _numbers(self, name: str) -> Any:
+        """Column ``name`` as a 1-D numpy array or tensor; a data error for text or a missing value."""
+        if self.kind in ("mapping", "tensors"):
+            value = self.columns[name]
+            if _is_tensor(value):
+                return value.reshape(-1) if value.dim() == 0 else value
+            raw = np.asarray(value)
+        elif self.kind == "polars" or self.kind == "pandas":
+            raw = self.data[self.columns[name]].to_numpy()
+        else:
+            raw = self.data.column(self.columns[name]).to_numpy(zero_copy_only=False)
+        if raw.dtype == object:  # pandas or pyarrow nulls, or text
+            missing = [i for i, v in enumerate(raw.ravel()) if v is None]
+            if missing:
+                raise DataError(f"data column {name!r}, row {missing[0]}: no value")
+            try:
+                raw = raw.astype(np.float64)
+            except (TypeError, ValueError):
+                raise DataError(f"data column {name!r}: not numbers") from None
+        if raw.dtype.kind not in "biuf":
+            raise DataError(f"data column {name!r}: not numbers ({raw.dtype})")
+        return np.ascontiguousarray(raw.reshape(-1) if raw.ndim == 0 else raw, dtype=np.float64)
+
+    def joined(self, results: Mapping[str, torch.Tensor]) -> Any:
+        """The caller's data with ``results`` as columns after its own, as the kind it came in."""
+        if self.kind == "tensors":
+            device = next(iter(results.values())).device if results else self.device
+            return {**{k: _full(v, self.height, device) for k, v in self.data.items()}, **results}
+        arrays = {name: column.cpu().numpy() for name, column in results.items()}
+        if self.kind == "mapping":
+            return {
+                **{k: np.broadcast_to(np.asarray(v), (self.height,)).copy() for k, v in self.data.items()},
+                **arrays,
+            }
+        if self.kind == "polars":
+            import polars as pl
+
+            return self.data.hstack([pl.Series(name, values) for name, values in arrays.items()])
+        if self.kind == "pandas":
+            import pandas as pd
+
+            return pd.concat([self.data, pd.DataFrame(arrays, index=self.data.index)], axis=1)
+        import pyarrow as pa
+
+        names = [*self.data.schema.names, *arrays]
+        columns = [*self.data.columns, *(pa.array(values) for values in arrays.values())]
+        return type(self.data).from_arrays(columns, names=names)
+
+
+def _length(value: Any, name: str) -> int | None:
+    """How many values ``value`` holds; None for one number (it stands for every row)."""
+    if isinstance(value, (numbers.Number, np.generic)) or (_is_tensor(value) and value.dim() == 0):
+        return None
+    shape = value.shape if _is_tensor(value) or isinstance(value, np.ndarray) else np.shape(value)
+    if len(shape) == 0:
+        return None
+    if len(shape) != 1:
+        raise UsageError(f"data column {name!r} must be one-dimensional, got shape {tuple(shape)}")
+    return int(shape[0])
+
+
+def _full(value: Any, height: int, device: torch.device | None) -> Any:
+    """A caller's column as ``height`` rows: a tensor on ``device`` where it holds numbers."""
+    import torch
+
+    if _is_tensor(value):
+        return value.expand(height) if value.dim() == 0 else value
+    array = np.broadcast_to(np.asarray(value), (height,)).copy()
+    return torch.from_numpy(array).to(device) if array.dtype.kind in "biuf" else array

@@ -1,0 +1,531 @@
+"""The command line's jobs, as functions of their options (no typer here): the points of ``--at``
+and ``--grid`` or the rows of a file, streamed in batches through a formula of the Python API
+(``api``) into a sink, written whole or not at all.
+
+Options arrive as the command line wrote them (``wrt="x,y"``, ``tangent="x=1"``) and messages name
+them as flags. What the command would print beside its results goes to ``note``; ``progress``
+makes the progress line (none by default). ``cpu_threads`` sets torch's threads when the job
+computes on the CPU: the CLI asks for 1 (``pipeline`` says why); a library caller leaves torch be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import api, devices, sinks, sources
+from .destinations import destination
+from .errors import DataError, DisagreementError, UsageError
+
+Note = Callable[[str], None]
+
+
+class Progress:
+    """What a progress line is told: rows done, and the share of the work done where it is known."""
+
+    def update(self, rows: int = 0, done: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """Where the rows come from: ``--input`` and the options that go with it, checked once for
+    every command."""
+
+    input: str | None = None
+    input_format: str | None = None
+    no_header: bool = False
+    columns: str | None = None
+    mapping: list[str] | None = None
+    delimiter: str | None = None
+    skip_bad_rows: bool = False
+    batch_size: int = 65_536
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.no_header and self.columns is None:
+            raise UsageError("--no-header needs --columns to name the columns: --no-header --columns x,y")
+        if self.names:
+            from .readers import misnamed
+
+            problem = misnamed(self.names)
+            if problem:
+                raise UsageError(f"--columns {self.columns}: column {problem[0]}: {problem[1]}")
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise UsageError(f"--delimiter must be one character, got {self.delimiter!r}")
+
+    @property
+    def names(self) -> list[str] | None:
+        """The names ``--columns`` gives."""
+        return [c.strip() for c in self.columns.split(",")] if self.columns is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """``--expect``, ``--expect-file`` and their tolerances: the results compared as they are written."""
+
+    expect: list[str] | None = None
+    expect_file: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+
+    def expectations(self, stack: contextlib.ExitStack, dtype: Any, layout: sinks.Layout, source: Input) -> Any:
+        """The expectations against the results of ``layout`` (None if none), checked before any work."""
+        if not self.expect and self.expect_file is None:
+            return None
+        import polars as pl
+
+        from . import expect
+
+        rows = None
+        if self.expect_file is not None:
+            if self.expect_file == "-" and source.input == "-":
+                raise UsageError("--input - reads stdin: give --expect-file a file")
+            reader = _reader(stack, self.expect_file, Input())  # no options of its own
+            reader.numeric = set(reader.header()) & set(layout.columns)
+            rows = expect.shaped(
+                pl.concat(list(reader), how="vertical_relaxed"), layout.quantities, layout.prefix, layout.suffix
+            )
+        rtol, atol = api.tolerances(self.rtol, self.atol, dtype)
+        expectations = expect.Expectations(expect.wanted(self.expect or []), rows, rtol, atol)
+        expectations.bind(layout.columns)
+        return expectations
+
+    @staticmethod
+    def watching(expectations: Any, write: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``write``, comparing each batch first."""
+        if expectations is None:
+            return write
+
+        def checked(frame: Any) -> None:
+            expectations.check(frame)
+            write(frame)
+
+        return checked
+
+    @staticmethod
+    def verdict(expectations: Any) -> None:
+        """Exit 5 with one line if any result was off."""
+        if expectations is not None and expectations.report():
+            raise DisagreementError(f"--expect: {'; '.join(expectations.report())}")
+
+
+def evaluate(
+    operation: str,
+    *,
+    exprs: str | list[str],
+    at: list[str] | None = None,
+    grid: list[str] | None = None,
+    aux: list[str] | None = None,
+    device: str = "auto",
+    dtype: str = "float64",
+    fmt: str = "auto",
+    output: str | None = None,
+    precision: int | None = None,
+    symbolic: bool = False,
+    latex: bool = False,
+    prefix: str = "",
+    suffix: str = "",
+    wrt: str | None = None,
+    tangent: str | None = None,
+    cotangent: str | None = None,
+    order: int | None = None,
+    source: Input = Input(),
+    gate: Gate = Gate(),
+    note: Note = lambda text: None,
+    progress: Callable[[], Progress] = Progress,
+    cpu_threads: int | None = None,
+) -> None:
+    """``diffcli value|grad|jacobian|hessian|jvp|vjp|derivative|taylor``: parse, plan, read in
+    batches, evaluate, write."""
+    _check_precision(precision)
+    texts = [exprs] if isinstance(exprs, str) else exprs
+    formula = api.formula(texts, aux or [])
+    for text in formula.notes:
+        note(text)
+    fmt = _format(fmt, output)
+    points = _points(at, grid)
+    compiled = formula.compiled(
+        operation,
+        wrt=wrt,
+        tangent=sources.assignments(tangent, "--tangent") if tangent else None,
+        cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
+        order=order,
+        prefix=prefix,
+        suffix=suffix,
+    )
+    plan = compiled.plan
+    if (symbolic or latex) and plan.variables and not (at or grid or source.input):
+        _formulas_alone(plan, symbolic, latex, gate, fmt, output, note)
+        return
+    with contextlib.ExitStack() as stack:
+        reader, from_file, coordinates = _sources(stack, plan, points, source)
+        fmt = _follow_input(fmt, output, reader)
+        layout = sinks.Layout(  # clashing names: before any work
+            coordinates, [(q.path, q.column) for q in plan.quantities], prefix=prefix, suffix=suffix
+        )
+        layout.formulas = _formulas(plan, symbolic, latex, note)
+
+        from . import pipeline
+
+        frames = pipeline.ahead(points.frames(source.batch_size) if reader is None else map(points.cross, reader))
+        torch_dtype, target = _torch(dtype, device, cpu_threads)
+        compute = pipeline.Evaluator(compiled, from_file, torch_dtype, target)
+        expectations = gate.expectations(stack, torch_dtype, layout, source)
+        stream = stack.enter_context(destination(output))
+        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
+        pipeline.run(frames, compute, gate.watching(expectations, sink.write), watch=_watched(reader, progress()))
+        sink.close()
+    if reader is not None and reader.skipped:
+        note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
+    for name, count in compute.kinks.items():
+        if count:
+            label = name if len(texts) > 1 or formula.parsed[0].name else repr(texts[0])
+            note(
+                f"{label} is not differentiable at {count} of {sink.rows} points (a kink, tie, jump or branch "
+                "boundary); the derivatives there follow the conventions in the README"
+            )
+    _non_finite_notes(sink, fmt, note)
+    gate.verdict(expectations)
+
+
+def scan(
+    *,
+    updates: list[str],
+    init: str,
+    steps: int,
+    wrt: str | None = None,
+    outputs: list[str] | None = None,
+    trajectory: bool = False,
+    method: str = "auto",
+    check: bool = False,
+    at: list[str] | None = None,
+    grid: list[str] | None = None,
+    device: str = "auto",
+    dtype: str = "float64",
+    fmt: str = "auto",
+    output: str | None = None,
+    precision: int | None = None,
+    prefix: str = "",
+    suffix: str = "",
+    source: Input = Input(),
+    gate: Gate = Gate(),
+    note: Note = lambda text: None,
+    progress: Callable[[], Progress] = Progress,
+    cpu_threads: int | None = None,
+) -> None:
+    """``diffcli scan``: the points as for every command, one run of the recurrence per point;
+    with ``check``, the report of ``check`` instead of the results."""
+    if steps < 0:
+        raise UsageError(f"--steps must be 0 or more, got {steps}")
+    _check_precision(precision)
+    api.check_method(method, trajectory)
+    if check and (trajectory or method != "auto"):
+        raise UsageError("--check compares both methods at the last step: drop --trajectory and --method")
+    if check and (gate.expect or gate.expect_file):
+        raise UsageError("--check reports instead of the results: --expect compares the results; use one")
+    if check and (prefix or suffix):
+        raise UsageError("--check reports in the schema of diffcli check: drop --prefix and --suffix")
+
+    from .language import parse
+
+    parsed = [parse(u) for u in updates]
+    results = [parse(o) for o in outputs or []]
+    for text in (n for p in [*parsed, *results] for n in p.notes):
+        note(text)
+    if any(r.name is None for r in results):
+        raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
+    fmt = _format(fmt, output)
+    points = _points(at, grid)
+    recurrence = api.recurrence_of(
+        updates, sources.assignments(init, "--init"), outputs=results, wrt=wrt, prefix=prefix, suffix=suffix
+    )
+    with contextlib.ExitStack() as stack:
+        reader, from_file, coordinates = _sources(stack, recurrence, points, source)
+        fmt = _follow_input(fmt, output, reader)
+        recurrence.sources = from_file
+        from . import pipeline
+
+        torch_dtype, target = _torch(dtype, device, cpu_threads)
+        frames = pipeline.ahead(points.frames(source.batch_size) if reader is None else map(points.cross, reader))
+        if check:
+            from .check import ScanChecker
+
+            rtol, atol = api.tolerances(gate.rtol, gate.atol, torch_dtype)
+            checker = ScanChecker(recurrence, steps, rtol=rtol, atol=atol, dtype=torch_dtype, device=target)
+            for frame in _watched(None, progress())(frames):
+                checker.add(frame)
+            _conditioning_note(recurrence, torch_dtype, note)
+            report(checker.report.rows(), fmt, output)
+            return
+        layout = sinks.Layout(
+            [*coordinates, *(["step"] if trajectory else [])], recurrence.columns, prefix=prefix, suffix=suffix
+        )
+        expectations = gate.expectations(stack, torch_dtype, layout, source)
+        stream = stack.enter_context(destination(output))
+        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
+        write = gate.watching(expectations, sink.write)
+        shown = progress()
+        recurrence.step_done = lambda share: shown.update(done=share)
+        for frame in _watched(reader, shown)(frames):
+            for result in recurrence.run(
+                frame, steps, trajectory=trajectory, method=method, dtype=torch_dtype, device=target
+            ):
+                write(result)
+        sink.close()
+    _conditioning_note(recurrence, torch_dtype, note)
+    _non_finite_notes(sink, fmt, note)
+    gate.verdict(expectations)
+
+
+def check(
+    *,
+    exprs: list[str],
+    wrt: str | None = None,
+    order: int = 1,
+    allow_kinks: bool = False,
+    rtol: float | None = None,
+    atol: float | None = None,
+    at: list[str] | None = None,
+    grid: list[str] | None = None,
+    device: str = "auto",
+    dtype: str = "float64",
+    fmt: str = "auto",
+    output: str | None = None,
+    source: Input = Input(),
+    note: Note = lambda text: None,
+    progress: Callable[[], Progress] = Progress,
+    cpu_threads: int | None = None,
+) -> None:
+    """``diffcli check``: the points as for every command, then one report row per output,
+    quantity and engine; exit 5 after the report if any disagreed."""
+    if order not in (1, 2):
+        raise UsageError(f"--order must be 1 or 2, got {order}")
+    fmt = _format(fmt, output)
+    formula = api.formula(exprs)
+    for text in formula.notes:
+        note(text)
+    points = _points(at, grid)
+    probe = formula.compiled("jacobian", wrt=wrt).plan
+    with contextlib.ExitStack() as stack:
+        reader, from_file, coordinates = _sources(stack, probe, points, source)
+        fmt = _follow_input(fmt, output, reader)
+
+        from . import check, pipeline
+
+        torch_dtype, target = _torch(dtype, device, cpu_threads)
+        rtol, atol = api.tolerances(rtol, atol, torch_dtype)
+        checker = check.Checker(
+            formula.parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=atol, dtype=torch_dtype, device=target,
+            allow_kinks=allow_kinks,
+        )  # fmt: skip
+        frames = points.frames(source.batch_size) if reader is None else map(points.cross, reader)
+        for frame in _watched(reader, progress())(pipeline.ahead(frames)):
+            checker.add(frame, from_file)
+        report(checker.report.rows(), fmt, output)
+
+
+def report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
+    """Write a check report whole, then exit 5 if any engine disagreed."""
+    with destination(output) as stream:
+        sinks.write_report(rows, fmt, stream)
+    failures = sum(int(r["failures"]) for r in rows)
+    if failures:
+        raise DisagreementError(f"check: {failures} disagreement(s) beyond the tolerances: the rows with ok=false")
+
+
+def _formulas_alone(plan: Any, symbolic: bool, latex: bool, gate: Gate, fmt: str, output: str | None, note: Note):
+    """``--symbolic``/``--latex`` without a point: the formulas, one row per quantity."""
+    if gate.expect or gate.expect_file:
+        raise UsageError("--expect compares results: give a point (--at, --grid or --input)")
+    formulas = _formulas(plan, symbolic, latex, note)
+    rows = [{"quantity": q.column, **{k: texts[q.column] for k, texts in formulas.items()}} for q in plan.quantities]
+    with destination(output) as stream:
+        sinks.write_report(rows, _follow_input(fmt, output, None), stream)
+
+
+def _watched(reader: Any, progress: Progress) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """Frames counted on ``progress`` as they are taken; for a regular file, how much of it has been read."""
+    size = None
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        status = os.fstat(reader.stream.fileno())
+        size = status.st_size if stat.S_ISREG(status.st_mode) and status.st_size else None
+
+    def watch(frames: Iterator[Any]) -> Iterator[Any]:
+        try:
+            for frame in frames:
+                yield frame
+                progress.update(frame.height, min(reader.stream.tell() / size, 1.0) if size else None)
+        finally:
+            progress.close()
+
+    return watch
+
+
+def _check_precision(precision: int | None) -> None:
+    if precision is not None and not 1 <= precision <= 17:
+        raise UsageError(f"--precision must be between 1 and 17, got {precision}")
+
+
+def _sources(
+    stack: contextlib.ExitStack,
+    plan: Any,  # a transforms.Plan or a scan.Scan: what matters is its ``variables``
+    points: sources.Points,
+    source: Input,
+) -> tuple[Any, dict[str, str], list[str]]:
+    """The input reader (or None), the input column of each variable, and the coordinate columns;
+    usage errors for variables that nothing gives a value."""
+    from .language import variable_name
+
+    renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping or [])}
+    stray = sorted(set(renames) - set(plan.variables) - {m.rpartition("_")[0] for m in plan.indexed})
+    if stray:
+        raise UsageError(f"--map {stray[0]}=…: {stray[0]} is not a variable of the expression")
+    reader = None
+    from_file: dict[str, str] = {}  # variable -> input column
+    if source.input is not None:
+        reader = _reader(stack, source.input, source)
+        names = reader.header()
+        for variable, column in renames.items():
+            if column not in names:  # the name may be shown: the user typed it
+                raise UsageError(f"--map {variable}={column}: {reader.name} has no column {column!r}")
+        from_file = {v: renames.get(v, v) for v in plan.variables if renames.get(v, v) in names}
+        clash = sorted(set(from_file) & set(points.names))
+        if clash:
+            raise UsageError(f"{clash[0]} is both a column of {reader.name} and given by --at/--grid")
+    unmapped = [v for v in plan.variables if v not in from_file]
+    given = [*points.names, *(reader.names if reader else [])]
+    from_file.update(sources.family_columns(unmapped, plan.indexed, given, renames))
+    if reader is not None:
+        reader.numeric = {c for c in from_file.values() if c in reader.names}
+    named = set(points.names)  # a property: built once, not once per variable (5,000 of them)
+    missing = [v for v in plan.variables if v not in named and v not in from_file]
+    if missing:
+        where = f"not a column of {reader.name}, " if reader else ""
+        raise UsageError(
+            f"no value for {', '.join(missing)} ({where}not given by --at or --grid)",
+            hint=f"give it with --at {missing[0]}=VALUE" + (f" or --map {missing[0]}=COLUMN" if reader else ""),
+        )
+    return reader, from_file, [*(reader.names if reader else []), *points.names]
+
+
+def _conditioning_note(recurrence: Any, dtype: Any, note: Note) -> None:
+    text = recurrence.conditioning(dtype)
+    if text:
+        note(text)
+
+
+def _points(at: list[str] | None, grid: list[str] | None) -> sources.Points:
+    """The points of ``--at`` and ``--grid`` options."""
+    return sources.points([sources.assignments(t, "--at") for t in at or []], [sources.grid(t) for t in grid or []])
+
+
+def _torch(dtype: str, device: str, cpu_threads: int | None) -> tuple[Any, Any]:
+    """The torch dtype and device of ``--dtype`` and ``--device``; on the CPU, ``cpu_threads``."""
+    torch_dtype, target = devices.resolve(dtype, device)
+    if target.type == "cpu" and cpu_threads is not None:
+        import torch
+
+        torch.set_num_threads(cpu_threads)
+    return torch_dtype, target
+
+
+def _non_finite_notes(sink: Any, fmt: str, note: Note) -> None:
+    shown = "null" if fmt in ("json", "ndjson") else "NaN/inf"
+    for column, bad in sink.non_finite.items():
+        note(f"{column} is not finite in {bad} of {sink.rows} rows (written as {shown})")
+
+
+def _pair(text: str, option: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip() or not value.strip():
+        raise UsageError(f"{option} {text!r}: expected NAME=VALUE")
+    return name.strip(), value.strip()
+
+
+def _reader(stack: contextlib.ExitStack, path: str, source: Input) -> Any:
+    """The input reader for ``--input path``: a file or stdin, format named or sniffed."""
+    from .readers import Reader, first_bytes, input_format
+
+    if path == "-":
+        if sys.stdin.isatty():
+            raise UsageError(
+                "--input - reads stdin, but stdin is a terminal", hint="pipe data in: cat f.csv | diffcli ..."
+            )
+        try:  # a descriptor of its own: a reading thread left behind (in the server) keeps reading this
+            stream = stack.enter_context(open(os.dup(sys.stdin.fileno()), "rb"))  # noqa: SIM115 - closed by the stack
+        except (io.UnsupportedOperation, AttributeError):  # not a file (a test's stdin)
+            stream = sys.stdin.buffer
+        name = "stdin"
+    else:
+        try:
+            stream = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - closed by the stack
+        except OSError as e:
+            raise DataError(f"{path}: cannot read: {e.strerror}") from None
+        name = path
+    if not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type]  # e.g. a test's BytesIO stdin
+    try:
+        fmt = input_format(path, source.input_format, first_bytes(stream))
+    except OSError as e:
+        raise DataError(f"{name}: cannot read: {e.strerror}") from None
+    if source.columns is not None and fmt not in ("csv", "tsv"):
+        raise UsageError(f"--columns names the columns of CSV and TSV input; {fmt} names its own: use --map VAR=NAME")
+    return Reader(
+        stream,
+        name,
+        fmt,
+        columns=source.names,
+        no_header=source.no_header,
+        delimiter=source.delimiter,
+        skip_bad=source.skip_bad_rows,
+        batch_rows=source.batch_size,
+    )
+
+
+def _formulas(plan: Any, symbolic: bool, latex: bool, note: Note) -> dict[str, dict[str, str]]:
+    from . import transforms
+
+    formulas = {}
+    for kind, wanted in (("symbolic", symbolic), ("latex", latex)):
+        if wanted:
+            formulas[kind], slow = transforms.symbolic(plan, latex=kind == "latex")
+            if slow:
+                note(f"not simplified (too slow): {', '.join(slow)}")
+    return formulas
+
+
+def _format(fmt: str, output: str | None) -> str:
+    """``--format`` checked; ``auto`` decided where the command line decides it: by the ``--output``
+    file's extension, else as a table on a terminal; else left ``auto`` for ``_follow_input``."""
+    if fmt == "auto":
+        if output and output != "-":
+            extension = os.path.splitext(output)[1].lower().lstrip(".")
+            known = {"jsonl": "ndjson", "pq": "parquet"}.get(extension, extension)
+            return known if known in sinks.FORMATS and known != "table" else "auto"
+        return "table" if sys.stdout.isatty() else "auto"
+    if fmt not in sinks.FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}; expected auto, {', '.join(sinks.FORMATS)}")
+    if fmt == "parquet" and not output:
+        raise UsageError("--format parquet needs --output FILE")
+    return fmt
+
+
+def _follow_input(fmt: str, output: str | None, reader: Any) -> str:
+    """``auto`` as ``_format`` left it: the input's format, so a pipe answers as it is fed (Parquet
+    only into a file: CSV on stdout); JSON without an input."""
+    if fmt != "auto":
+        return fmt
+    if reader is None:
+        return "json"
+    return "csv" if reader.fmt == "parquet" and output in (None, "-") else reader.fmt
