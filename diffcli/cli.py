@@ -199,6 +199,19 @@ EXPECT = [
     _option("expect_file", _Text, None, "--expect-file", metavar="FILE", help="Exit 5 unless the rows match these."),
     *TOLERANCES,
 ]
+ENGINE = [
+    _option(
+        "engine",
+        str,
+        "local",
+        "--engine",
+        metavar="ENGINE",
+        autocompletion=_choices("local", "dask"),
+        help="local, or dask: each file of --input on a Dask worker, into --output FOLDER.",
+    ),
+    _option("scheduler", _Text, None, "--scheduler", metavar="ADDRESS", help="With dask: this scheduler's cluster."),
+    _option("workers", int | None, None, "--workers", metavar="N", help="With dask: a local cluster of N processes."),
+]
 
 
 def _register(operation: str, parameters: list[inspect.Parameter], doc: str) -> None:
@@ -206,9 +219,9 @@ def _register(operation: str, parameters: list[inspect.Parameter], doc: str) -> 
         with _error_boundary():
             from . import jobs
 
-            jobs.evaluate(operation, **_job(options, jobs.Input, jobs.Gate))
+            jobs.evaluate(operation, **_job(options, jobs.Input, jobs.Gate, jobs.Cluster))
 
-    command.__signature__ = inspect.Signature([*parameters, *COMMON, *EXPECT])  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature([*parameters, *COMMON, *EXPECT, *ENGINE])  # type: ignore[attr-defined]
     command.__doc__ = doc
     command.__name__ = operation
     app.command(operation)(command)

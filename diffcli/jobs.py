@@ -71,6 +71,27 @@ class Input:
 
 
 @dataclasses.dataclass(frozen=True)
+class Cluster:
+    """Where the work runs: ``--engine local`` (this process) or ``dask`` (each file of the
+    input on a worker of ``--scheduler``, or of a cluster of ``--workers`` started for the run)."""
+
+    engine: str = "local"
+    scheduler: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "dask"):
+            raise UsageError(f"--engine must be local or dask, got {self.engine!r}")
+        for flag, value in (("--scheduler", self.scheduler), ("--workers", self.workers)):
+            if value is not None and self.engine != "dask":
+                raise UsageError(f"{flag} needs --engine dask")
+        if self.scheduler is not None and self.workers is not None:
+            raise UsageError("--scheduler uses that cluster's workers; --workers starts a cluster: give one")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be positive, got {self.workers}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Gate:
     """``--expect``, ``--expect-file`` and their tolerances: the results compared as they are written."""
 
@@ -145,9 +166,17 @@ def evaluate(
     note: Note = lambda text: None,
     progress: Callable[[], Progress] = Progress,
     cpu_threads: int | None = None,
+    cluster: Cluster = Cluster(),
 ) -> None:
     """``diffcli value|grad|jacobian|hessian|jvp|vjp|derivative|taylor``: parse, plan, read in
-    batches, evaluate, write."""
+    batches, evaluate, write. ``--engine dask`` runs this same job on each file of the input, on
+    Dask's workers (``dask.evaluate``)."""
+    job = dict(locals())  # the arguments, before anything else is named here
+    if cluster.engine == "dask":
+        from . import dask
+
+        dask.evaluate(**job)
+        return
     _check_precision(precision)
     texts = [exprs] if isinstance(exprs, str) else exprs
     formula = api.formula(texts, aux or [])
