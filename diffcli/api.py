@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
 
     from .data import Table
-    from .scan import Scan
+    from .recurrences import Scan
 
 Data = Any  # see the module's docstring
 Dtype = "str | torch.dtype"
@@ -256,7 +256,7 @@ def recurrence_of(
     suffix: str = "",
 ) -> Scan:
     """The compiled recurrence of ``scan`` (the CLI's and ``run``'s too)."""
-    from .scan import Scan
+    from .recurrences import Scan
 
     texts = [updates] if isinstance(updates, str) else updates
     parsed = [u if isinstance(u, language.Parsed) else language.parse(u) for u in texts]
@@ -270,7 +270,7 @@ def recurrence_of(
 
 def check_method(method: str, trajectory: bool) -> None:
     """A scan's ``method`` and ``trajectory``, checked together."""
-    from .scan import METHODS
+    from .recurrences import METHODS
 
     if method not in METHODS:
         raise UsageError(f"{option('method')} must be one of {', '.join(METHODS)}, got {method!r}")
@@ -316,7 +316,7 @@ def _torch(dtype: Dtype, device: Device, table: Table) -> tuple[torch.dtype, tor
 
 
 def _sources(plan: Any, table: Table) -> dict[str, str]:
-    """The data column of each variable of ``plan`` (a ``transforms.Plan`` or a ``scan.Scan``):
+    """The data column of each variable of ``plan`` (a ``transforms.Plan`` or a ``recurrences.Scan``):
     its own, or its family's (``x`` for ``x[3]``); a usage error names those that have none."""
     from .sources import family_columns
 
