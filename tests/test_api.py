@@ -158,6 +158,13 @@ def test_scan_gives_the_cli_numbers():
         (lambda: diffcli.formula("x").value({"x": 1}, device="tpu"), diffcli.UsageError, "device"),
         (lambda: diffcli.formula("x").value({"x": ["a"]}), diffcli.DataError, "data column 'x': not numbers"),
         (lambda: diffcli.formula("x").value(pd.DataFrame({"x": [1.0, None, "a"]})), diffcli.DataError, "row 1"),
+        (lambda: diffcli.formula("x").value(pl.DataFrame({"x": [1.0, None]})), diffcli.DataError, "row 1: no value"),
+        (lambda: diffcli.formula("x").value(pa.table({"x": [None, 1.0]})), diffcli.DataError, "row 0: no value"),
+        (
+            lambda: diffcli.formula("x").value(pd.DataFrame({"x": pd.array([1.0, None], dtype="Float64")})),
+            diffcli.DataError,
+            "row 1: no value",
+        ),
         (lambda: diffcli.formula("x").value({"x": [1, 2], "y": [1, 2, 3]}), diffcli.UsageError, "differ in length"),
         (lambda: diffcli.formula("x").value({"x": 1, "value": 2}), diffcli.UsageError, "would appear twice"),
         (lambda: diffcli.formula("x").value([1, 2]), diffcli.UsageError, "data must be a mapping"),
@@ -233,10 +240,8 @@ def imports() -> dict[str, set[str]]:
     graph = {}
     for path in folder.glob("*.py"):
         tree = ast.parse(path.read_text())
-        typing_only = {
-            id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-            for child in block.body for n in ast.walk(child)
-        }  # fmt: skip
+        guarded = [b for b in ast.walk(tree) if isinstance(b, ast.If) and "TYPE_CHECKING" in ast.unparse(b.test)]
+        typing_only = {id(n) for block in guarded for child in block.body for n in ast.walk(child)}
         found = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 1 and id(node) not in typing_only:
