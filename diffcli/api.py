@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     import torch
 
     from .data import Table
-    from .scan import Scan
+    from .recurrences import Scan
 
 Data = Any  # see the module's docstring
+Names = Sequence[str] | str | None  # ["x", "y"], or "x,y" as the command line writes it
+Weights = Mapping[str, float]  # a tangent or cotangent by name: {"x": 1}
 Dtype = "str | torch.dtype"
 Device = "str | torch.device | None"
 
@@ -81,9 +83,9 @@ class Formula:
         self,
         operation: str,
         *,
-        wrt: Sequence[str] | str | None = None,
-        tangent: Mapping[str, float] | None = None,
-        cotangent: Mapping[str, float] | None = None,
+        wrt: Names = None,
+        tangent: Weights | None = None,
+        cotangent: Weights | None = None,
         order: int | None = None,
         prefix: str = "",
         suffix: str = "",
@@ -103,7 +105,7 @@ class Formula:
                     order=order,
                     prefix=prefix,
                     suffix=suffix,
-                )  # fmt: skip
+                )
             )
         return self._compiled[key]
 
@@ -111,46 +113,45 @@ class Formula:
         """The values of the expressions (and of ``aux``) at every row of ``data``."""
         return self._apply("value", data, dtype, device)
 
-    def grad(self, data: Data, *, wrt: Sequence[str] | None = None, dtype: Dtype = "float64", device: Device = None):
+    def grad(self, data: Data, *, wrt: Names = None, dtype: Dtype = "float64", device: Device = None) -> Data:
         """The value and the gradient (``grad_x``, ...), with respect to ``wrt`` (default: every variable)."""
         return self._apply("grad", data, dtype, device, wrt=wrt)
 
-    def jacobian(self, data: Data, *, wrt: Sequence[str] | None = None, dtype: Dtype = "float64", device=None):
+    def jacobian(self, data: Data, *, wrt: Names = None, dtype: Dtype = "float64", device: Device = None) -> Data:
         """The values and the Jacobian (``jacobian_u_x``, ...) of several expressions."""
         return self._apply("jacobian", data, dtype, device, wrt=wrt)
 
-    def hessian(self, data: Data, *, wrt: Sequence[str] | None = None, dtype: Dtype = "float64", device=None):
+    def hessian(self, data: Data, *, wrt: Names = None, dtype: Dtype = "float64", device: Device = None) -> Data:
         """The value, the gradient and the Hessian (``hessian_x_y``, ...)."""
         return self._apply("hessian", data, dtype, device, wrt=wrt)
 
     def jvp(
-        self,
-        data: Data,
-        *,
-        tangent: Mapping[str, float],
-        wrt: Sequence[str] | None = None,
-        dtype="float64",
-        device=None,
+        self, data: Data, *, tangent: Weights, wrt: Names = None, dtype: Dtype = "float64", device: Device = None
     ) -> Data:
         """The values and J·v for the tangent v (``{"x": 1}``; components not given are 0)."""
         return self._apply("jvp", data, dtype, device, wrt=wrt, tangent=tangent)
 
     def vjp(
-        self, data: Data, *, cotangent: Mapping[str, float], wrt: Sequence[str] | None = None, dtype="float64",
-        device=None,
-    ) -> Data:  # fmt: skip
-        """The values and uᵀJ for the cotangent u (``{"f": 1}``, by output; components not given are 0)."""
+        self, data: Data, *, cotangent: Weights, wrt: Names = None, dtype: Dtype = "float64", device: Device = None
+    ) -> Data:
+        """The values and uᵀJ for the cotangent u (``{"f1": 1}``, by output; components not given are 0)."""
         return self._apply("vjp", data, dtype, device, wrt=wrt, cotangent=cotangent)
 
     def derivative(
-        self, data: Data, *, wrt: Sequence[str] | None = None, order: int | None = None, dtype="float64", device=None
+        self,
+        data: Data,
+        *,
+        wrt: Names = None,
+        order: int | None = None,
+        dtype: Dtype = "float64",
+        device: Device = None,
     ) -> Data:
         """One mixed or n-th partial derivative: ``wrt=["x", "x", "y"]`` is d³f/dx²dy;
         ``wrt=["x"], order=4`` is d⁴f/dx⁴."""
         return self._apply("derivative", data, dtype, device, wrt=wrt, order=order)
 
     def taylor(
-        self, data: Data, *, wrt: Sequence[str] | None = None, order: int = 5, dtype="float64", device=None
+        self, data: Data, *, wrt: Names = None, order: int = 5, dtype: Dtype = "float64", device: Device = None
     ) -> Data:
         """The Taylor coefficients about each row's point up to total degree ``order``."""
         return self._apply("taylor", data, dtype, device, wrt=wrt, order=order)
@@ -160,7 +161,7 @@ class Formula:
         data: Data,
         *,
         order: int = 1,
-        wrt: Sequence[str] | None = None,
+        wrt: Names = None,
         rtol: float | None = None,
         atol: float | None = None,
         allow_kinks: bool = False,
@@ -217,7 +218,7 @@ def scan(
     steps: int,
     data: Data = None,
     outputs: Mapping[str, str] | None = None,
-    wrt: Sequence[str] | None = None,
+    wrt: Names = None,
     trajectory: bool = False,
     method: str = "auto",
     dtype: Dtype = "float64",
@@ -227,23 +228,24 @@ def scan(
     ``data`` (which gives the parameters), and differentiate the final state — or ``outputs`` of it —
     with respect to ``wrt`` (parameters, and ``x0`` for the initial value of x). ``trajectory``
     reports every step (rows step by step, with a ``step`` column)."""
+    import numpy as np
     import polars as pl
 
     from .data import Table
 
-    recurrence = recurrence_of(updates, init, outputs=outputs, wrt=wrt)
     if steps < 0:
         raise UsageError(f"{option('steps')} must be 0 or more, got {steps}")
     check_method(method, trajectory)
+    recurrence = recurrence_of(updates, init, outputs=outputs, wrt=wrt)
     table = Table({} if data is None else data)
     torch_dtype, target = _torch(dtype, device, table)
     frame = table.frame(_sources(recurrence, table))
-    results = list(recurrence.run(frame, steps, trajectory=trajectory, method=method, dtype=torch_dtype, device=target))
-    reported = pl.concat(results).drop(frame.columns)
-    if not trajectory:
-        return table.joined({c: _tensor(reported[c], target) for c in reported.columns})
-    rows = pl.concat([frame.with_row_index("_row")] * len(results))["_row"].to_numpy()
-    return table.taken(rows).joined({c: _tensor(reported[c], target) for c in reported.columns})
+    if not frame.width:  # no parameters: still one run per row
+        frame = pl.DataFrame({"_row": np.arange(table.height)})
+    runs = list(recurrence.run(frame, steps, trajectory=trajectory, method=method, dtype=torch_dtype, device=target))
+    reported = pl.concat(runs).drop(frame.columns)
+    rows = table.taken(np.tile(np.arange(table.height), len(runs))) if trajectory else table  # step by step
+    return rows.joined({c: _tensor(reported[c], target) for c in reported.columns})
 
 
 def recurrence_of(
@@ -251,12 +253,12 @@ def recurrence_of(
     init: Mapping[str, float],
     *,
     outputs: Mapping[str, str] | Sequence[language.Parsed] | None = None,
-    wrt: Sequence[str] | str | None = None,
+    wrt: Names = None,
     prefix: str = "",
     suffix: str = "",
 ) -> Scan:
     """The compiled recurrence of ``scan`` (the CLI's and ``run``'s too)."""
-    from .scan import Scan
+    from .recurrences import Scan
 
     texts = [updates] if isinstance(updates, str) else updates
     parsed = [u if isinstance(u, language.Parsed) else language.parse(u) for u in texts]
@@ -270,7 +272,7 @@ def recurrence_of(
 
 def check_method(method: str, trajectory: bool) -> None:
     """A scan's ``method`` and ``trajectory``, checked together."""
-    from .scan import METHODS
+    from .recurrences import METHODS
 
     if method not in METHODS:
         raise UsageError(f"{option('method')} must be one of {', '.join(METHODS)}, got {method!r}")
@@ -293,7 +295,7 @@ def tolerances(rtol: float | None, atol: float | None, dtype: torch.dtype) -> tu
     return rtol, atol if atol is not None else rtol
 
 
-def _names(wrt: Sequence[str] | str | None) -> list[str]:
+def _names(wrt: Names) -> list[str]:
     """``wrt`` as names: ``"x,y"`` (as the command line writes it) or ``["x", "y"]``."""
     if wrt is None:
         return []
@@ -316,7 +318,7 @@ def _torch(dtype: Dtype, device: Device, table: Table) -> tuple[torch.dtype, tor
 
 
 def _sources(plan: Any, table: Table) -> dict[str, str]:
-    """The data column of each variable of ``plan`` (a ``transforms.Plan`` or a ``scan.Scan``):
+    """The data column of each variable of ``plan`` (a ``transforms.Plan`` or a ``recurrences.Scan``):
     its own, or its family's (``x`` for ``x[3]``); a usage error names those that have none."""
     from .sources import family_columns
 

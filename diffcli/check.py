@@ -28,7 +28,7 @@ import torch
 
 from . import lower, pipeline, transforms
 from .language import Parsed, in_order, symbol
-from .scan import Scan, digits
+from .recurrences import Scan, digits
 
 LEVELS = 52  # step sizes h, h/2, …, h/2^51 tried by finite differences
 EXTRA_LEVELS = 64  # further halvings where |x| is small: steps reach 2^-116 of the first

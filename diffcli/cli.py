@@ -16,13 +16,13 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__, signals
 from .destinations import broken_pipe
-from .errors import DataError, DiffcliError, ExitCode, UsageError, flags
+from .errors import DiffcliError, ExitCode, UsageError, flags
 
 app = typer.Typer(
     name="diffcli",
@@ -317,36 +317,13 @@ def run_requests(
 
     Example: echo '{"id": 1, "op": "grad", "expr": "x*y", "at": {"x": 1, "y": 2}}' | diffcli run
     """
-    with _error_boundary(), contextlib.ExitStack() as stack:
+    with _error_boundary():
         import torch
 
-        from .destinations import destination
-        from .session import Session
+        from . import session
 
-        if source == "-":
-            lines = sys.stdin.buffer
-        else:
-            try:
-                lines = stack.enter_context(open(source, "rb"))  # noqa: SIM115 - closed by the stack
-            except OSError as e:
-                raise DataError(f"{source}: cannot read: {e.strerror}") from None
-        out = stack.enter_context(destination(None))
         torch.set_num_threads(CPU_THREADS)
-        for answer in Session().answers(_lines(lines, "stdin" if source == "-" else source)):
-            out.write(answer)
-            out.flush()
-
-
-def _lines(stream: IO[bytes], name: str) -> Iterator[bytes]:
-    """The lines of ``stream`` as they come; a failing read is a data error naming it."""
-    while True:
-        try:
-            line = stream.readline()
-        except OSError as e:
-            raise DataError(f"{name}: cannot read: {e.strerror}") from None
-        if not line:
-            return
-        yield line
+        session.answer(source)
 
 
 @app.command()

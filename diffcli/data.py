@@ -56,8 +56,8 @@ class Table:
                 raise UsageError(f"data columns differ in length: {a!r} has {n} values, {b!r} has {m}")
             self.height = next(iter(long.values()), 1)
         else:
-            names = data.column_names if self.kind == "arrow" else [str(c) for c in data.columns]
-            self.columns = {variable_name(n): n for n in names}  # the variable -> the frame's own column name
+            names = data.column_names if self.kind == "arrow" else list(data.columns)
+            self.columns = {variable_name(str(n)): n for n in names}  # the variable -> the frame's own label
             self.height = data.num_rows if self.kind == "arrow" else len(data)
         self.names = list(self.columns)
 
@@ -99,20 +99,29 @@ class Table:
         return Table(self.data[rows] if self.kind == "polars" else self.data.take(rows))
 
     def _numbers(self, name: str) -> Any:
-        """Column ``name`` as a 1-D numpy array or tensor; a data error for text or a missing value."""
+        """Column ``name`` as a 1-D numpy array or tensor; a data error for text or a missing value
+        (a null: NaN is a number, and gives NaN)."""
         if self.kind in ("mapping", "tensors"):
             value = self.columns[name]
             if _is_tensor(value):
                 return value.reshape(-1) if value.dim() == 0 else value
             raw = np.asarray(value)
-        elif self.kind == "polars" or self.kind == "pandas":
-            raw = self.data[self.columns[name]].to_numpy()
         else:
-            raw = self.data.column(self.columns[name]).to_numpy(zero_copy_only=False)
-        if raw.dtype == object:  # pandas or pyarrow nulls, or text
-            missing = [i for i, v in enumerate(raw.ravel()) if v is None]
+            column = self.data.column(self.columns[name]) if self.kind == "arrow" else self.data[self.columns[name]]
+            if self.kind == "pandas":  # NaN of a numpy column is a number; pandas' own dtypes mark nulls
+                nulls = np.flatnonzero(() if isinstance(column.dtype, np.dtype) else column.isna().to_numpy())
+            else:
+                marks = column.is_null()
+                nulls = np.flatnonzero(
+                    marks.to_numpy() if self.kind == "polars" else marks.to_numpy(zero_copy_only=False)
+                )
+            if nulls.size:
+                raise DataError(f"data column {name!r}, row {int(nulls[0])}: no value (null)")
+            raw = column.to_numpy(zero_copy_only=False) if self.kind == "arrow" else column.to_numpy()
+        if raw.dtype == object:  # text, or pandas' missing values
+            missing = [i for i, v in enumerate(raw.ravel()) if v is None or type(v).__name__ == "NAType"]
             if missing:
-                raise DataError(f"data column {name!r}, row {missing[0]}: no value")
+                raise DataError(f"data column {name!r}, row {missing[0]}: no value (null)")
             try:
                 raw = raw.astype(np.float64)
             except (TypeError, ValueError):

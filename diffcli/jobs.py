@@ -408,7 +408,7 @@ def _check_precision(precision: int | None) -> None:
 
 def _sources(
     stack: contextlib.ExitStack,
-    plan: Any,  # a transforms.Plan or a scan.Scan: what matters is its ``variables``
+    plan: Any,  # a transforms.Plan or a recurrences.Scan: what matters is its ``variables``
     points: sources.Points,
     source: Input,
 ) -> tuple[Any, dict[str, str], list[str]]:

@@ -11,10 +11,12 @@ its evaluation. A request answers at most ``MAX_REQUEST_POINTS`` points.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import orjson
@@ -22,7 +24,7 @@ import polars as pl
 import torch
 
 from . import api, devices, language, pipeline, sinks, sources, transforms
-from .errors import DiffcliError, ExitCode, UsageError
+from .errors import DataError, DiffcliError, ExitCode, UsageError
 
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
 CHECK_FIELDS = ("op", "expr", "wrt", "order", "rtol", "atol", "allow_kinks", "dtype")
@@ -30,6 +32,36 @@ SCAN_FIELDS = ("op", "expr", "init", "steps", "outputs", "wrt", "trajectory", "m
 CACHED = 256  # compiled formulas kept
 CPU = torch.device("cpu")
 MAX_REQUEST_POINTS = 1_000_000  # per request: its answer is one line, built in memory (about 100 MB at this size)
+
+
+def answer(source: str) -> None:
+    """Answer the requests of the file ``source`` (``-``: stdin) on stdout, each line flushed as it is done."""
+    from .destinations import destination
+
+    with contextlib.ExitStack() as stack:
+        if source == "-":
+            lines = sys.stdin.buffer
+        else:
+            try:
+                lines = stack.enter_context(open(source, "rb"))  # noqa: SIM115 - closed by the stack
+            except OSError as e:
+                raise DataError(f"{source}: cannot read: {e.strerror}") from None
+        out = stack.enter_context(destination(None))
+        for line in Session().answers(_lines(lines, "stdin" if source == "-" else source)):
+            out.write(line)
+            out.flush()
+
+
+def _lines(stream: IO[bytes], name: str) -> Iterator[bytes]:
+    """The lines of ``stream`` as they come; a failing read is a data error naming it."""
+    while True:
+        try:
+            line = stream.readline()
+        except OSError as e:
+            raise DataError(f"{name}: cannot read: {e.strerror}") from None
+        if not line:
+            return
+        yield line
 
 
 class Session:

@@ -42,3 +42,14 @@ def test_readme_example(tmp_path, command, shown):
     env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, "DIFFCLI_NO_SERVER": "1"}  # tables unbounded
     got = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert (got.stdout + got.stderr).rstrip("\n") == shown
+
+
+def test_readme_python_examples():
+    """The ``pycon`` blocks of "From Python" run as doctests, outputs as shown."""
+    import doctest
+
+    text = "\n".join(re.findall(r"```pycon\n(.*?)```", README.read_text(), re.S))
+    test = doctest.DocTestParser().get_doctest(text, {}, "README", str(README), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    runner.run(test)
+    assert test.examples and runner.summarize(verbose=False).failed == 0

@@ -139,7 +139,7 @@ def test_reverse_and_forward_mode_agree_on_jacobians_of_several_outputs_and_rows
 
 def test_auto_takes_reverse_mode_only_where_it_is_cheaper_and_fits():
     from diffcli import language
-    from diffcli.scan import REVERSE_BYTES, Scan
+    from diffcli.recurrences import REVERSE_BYTES, Scan
 
     def recurrence(*updates: str, outputs: tuple[str, ...] = (), wrt: tuple[str, ...] = ()) -> Scan:
         init = {language.parse(u).name: 1.0 for u in updates}
@@ -203,7 +203,7 @@ def test_check_of_several_states_outputs_and_rows():
 
 @pytest.mark.parametrize("engine", ["forward", "reverse"])
 def test_check_finds_an_engine_that_is_off_by_a_millionth(monkeypatch, engine):
-    from diffcli.scan import Scan
+    from diffcli.recurrences import Scan
 
     def off(numbers: list) -> list:
         return [numbers[0], *(n * (1 + 1e-6) for n in numbers[1:])]  # the value, then the derivatives
