@@ -8,7 +8,8 @@ engine would (readers, messages naming file, row and column, formats, numbers); 
 files are spread.
 
 ``import dask`` below is Dask itself (imports are absolute). Nothing here imports ``api`` or
-``jobs`` at module level: ``api`` imports this module when it is handed a Dask DataFrame.
+``jobs``, so no import makes a circle: ``api`` imports this module when it is handed a Dask
+DataFrame, and ``jobs`` hands its job in.
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ def apply(frame: Any, method: Callable[..., Any], **options: Any) -> Any:
 
 
 def evaluate(
+    job: Callable[..., None],
+    noted: tuple[str, ...],
     operation: str,
     *,
-    exprs: str | list[str],
-    aux: list[str] | None,
     at: list[str] | None,
     grid: list[str] | None,
     fmt: str,
@@ -58,29 +59,25 @@ def evaluate(
     progress: Callable[[], Any],
     **options: Any,
 ) -> None:
-    """``--engine dask``: each file of ``source.input`` (a glob or a folder) through the local job
-    on a worker, into ``output/part-NNNNN.FORMAT`` (by the files' sorted names). The parts are
-    written in a folder of their own inside ``output`` and moved into place once all are done, so
-    a failure or Ctrl-C leaves ``output`` as it was. The first error of a worker stops the run."""
+    """``--engine dask``: ``job`` (``jobs.evaluate``, whose arguments these are) on each file of
+    ``source.input`` (a glob or a folder) on a worker, into ``output/part-NNNNN.FORMAT`` (by the
+    files' sorted names). The parts are written in a folder of their own inside ``output`` and
+    moved into place once all are done, so a failure or Ctrl-C leaves ``output`` as it was; the
+    first error of a worker stops the run. The workers' notes come back with their parts, naming
+    them, but for those of the formula, already ``noted`` here."""
     fmt = _checked(at, grid, fmt, output, source, gate)
     try:
         import dask  # noqa: F401 - the extra's two packages: either missing is this usage error
         import distributed
     except ImportError:
         raise UsageError("--engine dask needs Dask: pip install 'diffcli[dask]'") from None
-    from . import api
 
     files = _files(source.input)
-    formula = api.formula([exprs] if isinstance(exprs, str) else exprs, aux or [])  # expression errors: before work
-    for text in formula.notes:
-        note(text)
     parts = [f"part-{number:05d}.{fmt}" for number in range(len(files))]
-    job = {
-        "operation": operation, "exprs": exprs, "aux": aux, "at": at, "grid": grid, "fmt": fmt,
-        "source": source, **options, "cwd": os.getcwd(),
-    }  # fmt: skip
+    task = {"job": job, "operation": operation, "at": at, "grid": grid, "fmt": fmt, "source": source, **options}
     with _staged(output) as staging, _client(cluster) as client:
-        futures = client.map(_part, files, [os.path.join(staging, p) for p in parts], pure=False, **job)
+        staged = [os.path.join(staging, p) for p in parts]
+        futures = client.map(_part, files, staged, pure=False, cwd=os.getcwd(), **task)
         part_of = dict(zip(futures, parts))
         shown, done = progress(), 0
         try:
@@ -89,7 +86,7 @@ def evaluate(
                 done += 1
                 shown.update(rows, done / len(files))
                 for text in notes:
-                    if text not in formula.notes:
+                    if text not in noted:
                         note(f"{part_of[future]}: {text}")
         except BaseException:
             client.cancel(futures)
@@ -132,23 +129,24 @@ def _files(pattern: str) -> list[str]:
     return found
 
 
-def _part(path: str, part: str, *, cwd: str, source: Any, **job: Any) -> tuple[int, list[str]]:
+def _part(
+    path: str, part: str, *, job: Callable[..., None], cwd: str, source: Any, **options: Any
+) -> tuple[int, list[str]]:
     """On a worker: one input file through the local job into one part; its rows and its notes.
     Paths are the client's: as they were given where the worker works in the client's folder
     (the messages then name files as the local engine would), else under that folder."""
-    from . import jobs
     from .errors import flags
 
     here = os.getcwd() == cwd
     notes: list[str] = []
     counted = _Counted()
     with flags():  # messages name the command line's flags
-        jobs.evaluate(
+        job(
             source=dataclasses.replace(source, input=path if here else os.path.join(cwd, path)),
             output=part if here else os.path.join(cwd, part),
             note=notes.append,
             progress=lambda: counted,
-            **job,
+            **options,
         )
     return counted.rows, notes
 

@@ -169,19 +169,19 @@ def evaluate(
     cluster: Cluster = Cluster(),
 ) -> None:
     """``diffcli value|grad|jacobian|hessian|jvp|vjp|derivative|taylor``: parse, plan, read in
-    batches, evaluate, write. ``--engine dask`` runs this same job on each file of the input, on
-    Dask's workers (``dask.evaluate``)."""
+    batches, evaluate, write. ``--engine dask`` hands this same job, once parsed here, to Dask's
+    workers, one file of the input each (``dask.evaluate``)."""
     job = dict(locals())  # the arguments, before anything else is named here
-    if cluster.engine == "dask":
-        from . import dask
-
-        dask.evaluate(**job)
-        return
     _check_precision(precision)
     texts = [exprs] if isinstance(exprs, str) else exprs
     formula = api.formula(texts, aux or [])
     for text in formula.notes:
         note(text)
+    if cluster.engine == "dask":
+        from . import dask
+
+        dask.evaluate(evaluate, formula.notes, **job)
+        return
     fmt = _format(fmt, output)
     points = _points(at, grid)
     compiled = formula.compiled(
