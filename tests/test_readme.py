@@ -1,9 +1,11 @@
 """The README's examples are real: each `$ diffcli ...` line of its console blocks is run, and what
 it prints (stdout, then stderr) must be what the README shows. Lines with `...` are abridged, the
-`serve` block needs a server, and `cat` only shows a file: those are skipped."""
+`serve` block needs a server, and `cat` only shows a file: those are skipped, and so are the Dask
+examples without the dask extra."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -19,8 +21,10 @@ FILES = {
     "excel.csv": "\ufeffSample ID,Sample value,Weight\nA-1,2,3\nB-2,0.5,4\n",  # a byte order mark, as Excel writes
 }
 
+DASK = pytest.mark.skipif(not importlib.util.find_spec("dask"), reason="the dask extra is not installed")
 
-def examples() -> list[tuple[str, str]]:
+
+def examples() -> list:
     found = []
     for block in re.findall(r"```console\n(.*?)```", README.read_text(), re.S):
         for part in re.split(r"^\$ ", block, flags=re.M)[1:]:
@@ -30,7 +34,7 @@ def examples() -> list[tuple[str, str]]:
                 command, rest = command[:-1] + rest[0].strip(), rest[1:]
             shown = "\n".join(rest).rstrip("\n")
             if "serve" not in command and "..." not in shown and not command.startswith("cat "):
-                found.append((command, shown))
+                found.append(pytest.param(command, shown, marks=DASK if "--engine dask" in command else ()))
     return found
 
 
@@ -48,7 +52,8 @@ def test_readme_python_examples():
     """The ``pycon`` blocks of "From Python" run as doctests, outputs as shown."""
     import doctest
 
-    text = "\n".join(re.findall(r"```pycon\n(.*?)```", README.read_text(), re.S))
+    blocks = re.findall(r"```pycon\n(.*?)```", README.read_text(), re.S)
+    text = "\n".join(b for b in blocks if "dask" not in b or importlib.util.find_spec("dask"))
     test = doctest.DocTestParser().get_doctest(text, {}, "README", str(README), 0)
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     runner.run(test)
