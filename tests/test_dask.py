@@ -5,9 +5,15 @@ leaving no part; Ray's ``map_batches`` with a method of a formula."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -147,6 +153,34 @@ def test_a_bad_row_in_the_sixth_file_fails_as_the_local_engine_and_leaves_no_par
     assert got.returncode == local.returncode == 4
     assert got.stderr == local.stderr == f"diffcli: error: {inputs / 'f5.parquet'}: row 8, column 'y': missing value\n"
     assert os.listdir(out) == []  # no part, and no folder of this run's parts
+
+
+def test_ctrl_c_stops_the_workers_and_leaves_no_part_and_no_traceback(data, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "diffcli", "grad", EXPR, "--input", str(data / "parquet"), "-o", str(out),
+               "--engine", "dask", "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "DIFFCLI_NO_SERVER": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and os.listdir(out)) and time.monotonic() < deadline:  # the run's hidden folder
+        time.sleep(0.05)
+    time.sleep(2)  # the cluster starting or running: both end the same way
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the workers too
+    assert process.wait(timeout=60) == 130 and process.stderr.read() == "diffcli: interrupted\n"
+    assert os.listdir(out) == []
+    while alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(process.pid)
+
+
+def alive(group: int) -> bool:
+    """Whether a process of the process group ``group`` still runs (zombies waiting for init aside)."""
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = Path(stat).read_text().rpartition(")")[2].split()  # after the name: state, ppid, pgrp, ...
+            if int(fields[2]) == group and fields[0] != "Z":
+                return True
+    return False
 
 
 # Usage errors, before any cluster starts
