@@ -165,9 +165,11 @@ class _Counted:
 
 @contextlib.contextmanager
 def _staged(output: str) -> Iterator[str]:
-    """A new folder inside ``output`` (made if needed) for this run's parts; removed with them if the run fails."""
+    """A new folder inside ``output`` for this run's parts. If the run fails it goes with them,
+    and so does ``output`` if this run made it."""
     if os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"--output {output} is a file: --engine dask writes a folder of parts")
+    made = not os.path.exists(output)
     try:
         os.makedirs(output, exist_ok=True)
         with signals.held():
@@ -179,6 +181,9 @@ def _staged(output: str) -> Iterator[str]:
     except BaseException:
         with signals.held():
             shutil.rmtree(staging, ignore_errors=True)
+            if made:
+                with contextlib.suppress(OSError):
+                    os.rmdir(output)
         raise
 
 
@@ -219,7 +224,7 @@ def _client(cluster: Any) -> Iterator[Any]:
                         host="127.0.0.1",
                         dashboard_address=None,
                         silence_logs=logging.CRITICAL,
-                    )  # fmt: skip
+                    )
                 )
             client = stack.enter_context(Client(local))
         yield client

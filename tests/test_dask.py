@@ -74,17 +74,21 @@ def test_dask_data_other_than_a_dataframe_is_a_usage_error():
         diffcli.formula("x").grad(dask.array.ones(3))
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A cluster of one worker process on the loopback, for the tests that use a cluster of their own."""
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    ) as running:  # fmt: skip
+        yield running
+
+
 @pytest.mark.slow
-def test_the_api_on_a_local_cluster_of_processes():
+def test_the_api_on_a_local_cluster_of_processes(cluster):
     f = diffcli.formula(EXPR)
     rows = frame(1).to_pandas()
-    with (
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):  # fmt: skip
+    with distributed.Client(cluster) as client:
         pd.testing.assert_frame_equal(client.submit(f.grad, rows).result(), f.grad(rows), check_exact=True)
         ddf = dd.from_pandas(rows, npartitions=4)
         pd.testing.assert_frame_equal(diffcli.dask.apply(ddf, f.hessian).compute(), f.hessian(rows), check_exact=True)
@@ -137,6 +141,21 @@ def test_a_csv_glob_into_csv_parts_is_the_local_engines_text(data, tmp_path):
     assert sorted(line for text in texts for line in text[1:]) == sorted(local.stdout.splitlines()[1:])
 
 
+def test_a_scheduler_of_a_running_cluster_whose_workers_work_in_another_folder(data, tmp_path, cluster):
+    (tmp_path / "in").mkdir()
+    for number in (0, 1):
+        frame(number).write_parquet(tmp_path / "in" / f"f{number}.parquet")
+    command = [sys.executable, "-m", "diffcli", "value", "x*y", "--input", "in/*.parquet", "-o", "out",
+               "--engine", "dask", "--scheduler", cluster.scheduler_address]  # fmt: skip
+    got = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "DIFFCLI_NO_SERVER": "1"}
+    )
+    assert got.returncode == 0, got.stderr
+    for number in (0, 1):  # relative paths are the command's: the workers find them under its folder
+        rows = pl.read_parquet(tmp_path / "out" / f"part-{number:05d}.parquet")
+        assert rows.equals(frame(number).with_columns(value=pl.col("x") * pl.col("y")))
+
+
 def test_a_bad_row_in_the_sixth_file_fails_as_the_local_engine_and_leaves_no_part(data, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -152,7 +171,7 @@ def test_a_bad_row_in_the_sixth_file_fails_as_the_local_engine_and_leaves_no_par
     local = run_cli("grad", "x*y", "--input", str(inputs / "f5.parquet"), "-o", str(tmp_path / "local.parquet"))
     assert got.returncode == local.returncode == 4
     assert got.stderr == local.stderr == f"diffcli: error: {inputs / 'f5.parquet'}: row 8, column 'y': missing value\n"
-    assert os.listdir(out) == []  # no part, and no folder of this run's parts
+    assert not out.exists()  # no part, no folder of this run's parts, and not the folder it made
 
 
 def test_ctrl_c_stops_the_workers_and_leaves_no_part_and_no_traceback(data, tmp_path):
@@ -167,7 +186,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_part_and_no_traceback(data, tmp_
     time.sleep(2)  # the cluster starting or running: both end the same way
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the workers too
     assert process.wait(timeout=60) == 130 and process.stderr.read() == "diffcli: interrupted\n"
-    assert os.listdir(out) == []
+    assert not out.exists()
     while alive(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(process.pid)
