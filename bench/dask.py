@@ -2,9 +2,10 @@
 
 Makes (if missing) 8 Parquet files of ``--rows`` rows in all (columns key, x, y) and one file of
 all those rows, then runs rounds of: the local engine on the one file, and ``--engine dask``
-with ``--workers 1`` and ``--workers 2`` on the 8 files (each run starts and closes its cluster).
-Prints median wall times and their ratios to the local engine as Markdown, after checking that
-the parts' rows, sorted by key, are the local engine's bit for bit.
+with ``--workers 1`` and ``--workers 2`` on the 8 files (each run starts and closes its cluster);
+the same on 8 rows, one a file, for the fixed costs alone. Prints median wall times and their
+ratios to the local engine as Markdown, after checking that the parts' rows, sorted by key, are
+the local engine's bit for bit.
 
     python bench/dask.py --rows 4000000 --rounds 3 --diffcli .venv/bin/diffcli >> bench/RESULTS.md
 
@@ -40,7 +41,7 @@ def make(folder: Path, rows: int) -> None:
     generator = np.random.default_rng(0)
     keys = np.arange(rows)
     frame = pl.DataFrame({"key": keys, "x": generator.normal(size=rows), "y": generator.normal(size=rows)})
-    for number, part in enumerate(np.array_split(keys, FILES)):
+    for number, part in enumerate(np.array_split(keys, FILES)):  # at least one row a file
         frame[int(part[0]) : int(part[-1]) + 1].write_parquet(folder / f"f{number}.parquet")
     frame.write_parquet(folder / "all.parquet")
 
@@ -64,6 +65,25 @@ def same_rows(parts: Path, local: Path) -> bool:
     return spread.equals(pl.read_parquet(local).sort("key"))
 
 
+def commands(diffcli: list[str], data: Path, out: Path, label: str) -> dict[str, list[str]]:
+    """The three runs on one dataset: the local engine on its one file, the Dask engine on its 8."""
+    local = [*diffcli, "grad", F, "--input", str(data / "all.parquet"), "-o", str(out / f"local-{label}.parquet")]
+    spread = [*diffcli, "grad", F, "--input", str(data / "f*.parquet"), "--engine", "dask"]
+    return {
+        f"local engine, one file ({label})": local,
+        **{
+            f"--engine dask --workers {n}, 8 files ({label})": [
+                *spread,
+                "-o",
+                str(out / f"dask{n}-{label}"),
+                "--workers",
+                str(n),
+            ]
+            for n in (1, 2)
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=4_000_000)
@@ -72,38 +92,40 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "diffcli-bench-dask")
     args = parser.parse_args()
 
-    data = args.data / str(args.rows)
-    make(data, args.rows)
+    sizes = {f"{args.rows:,} rows": args.rows, f"{FILES} rows": FILES}  # the second: the fixed costs alone
+    for rows in sizes.values():
+        make(args.data / str(rows), rows)
     diffcli = shlex.split(args.diffcli)
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch)
-        commands = {
-            "local engine, one file": [*diffcli, "grad", F, "--input", str(data / "all.parquet"),
-                                       "-o", str(out / "local.parquet")],
-            **{
-                f"--engine dask --workers {n}, 8 files": [*diffcli, "grad", F, "--input", str(data / "f*.parquet"),
-                                                          "-o", str(out / f"dask{n}"), "--engine", "dask",
-                                                          "--workers", str(n)]
-                for n in (1, 2)
-            },
-        }  # fmt: skip
-        times: dict[str, list[float]] = {name: [] for name in commands}
+        runs = {}
+        for label, rows in sizes.items():
+            runs.update(commands(diffcli, args.data / str(rows), out, label))
+        times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.rounds):
-            for name, command in commands.items():
+            for name, command in runs.items():
                 times[name].append(run(command))
-        agree = all(same_rows(out / f"dask{n}", out / "local.parquet") for n in (1, 2))
+        agree = all(
+            same_rows(out / f"dask{n}-{label}", out / f"local-{label}.parquet") for n in (1, 2) for label in sizes
+        )
 
     medians = {name: statistics.median(walls) for name, walls in times.items()}
-    local = medians["local engine, one file"]
     print(f"# Dask engine: {args.rows:,} rows in {FILES} Parquet files, {args.rounds} alternating rounds\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.")
-    print(f"Command: `python bench/dask.py --rows {args.rows} --rounds {args.rounds}`; `grad` of `{F}`.\n")
+    print(f"Command: `python bench/dask.py --rows {args.rows} --rounds {args.rounds}`; `grad` of `{F}`; every run")
+    print(f"cold (no warm server). The runs on {FILES} rows (one a file) measure the fixed costs alone.\n")
     print("| run | median wall (s) | runs (s) | / local |")
     print("|---|---:|---|---:|")
     for name, walls in times.items():
-        runs = ", ".join(f"{w:.2f}" for w in walls)
-        print(f"| {name} | {medians[name]:.2f} | {runs} | {medians[name] / local:.2f}x |")
-    print(f"\n- the parts' rows, sorted by key, are the local engine's bit for bit: **{'yes' if agree else 'NO'}**")
+        local = medians[f"local engine, one file ({name.rpartition('(')[2][:-1]})"]
+        runs_text = ", ".join(f"{w:.2f}" for w in walls)
+        print(f"| {name} | {medians[name]:.2f} | {runs_text} | {medians[name] / local:.2f}x |")
+    big, small = sizes
+    print()
+    for engine in ("local engine, one file", *(f"--engine dask --workers {n}, 8 files" for n in (1, 2))):
+        rows_cost = medians[f"{engine} ({big})"] - medians[f"{engine} ({small})"]
+        print(f"- {engine}: {rows_cost:.2f} s for the rows beyond the fixed costs")
+    print(f"- the parts' rows, sorted by key, are the local engine's bit for bit: **{'yes' if agree else 'NO'}**")
 
 
 if __name__ == "__main__":
