@@ -4,7 +4,8 @@ derivatives, where it is not differentiable, its Taylor-mode rule), and the inte
 real, which the tests take their points from. The parser, the chain rule
 (``transforms.Differentiator``), ``lower``, ``kinks``, ``taylor`` and the tests all read these rows:
 adding a function to the language is adding its row to ``FUNCTIONS``, plus its kernel in
-``special.py`` if torch has none and its Taylor rule in ``series.py``.
+``special.py`` if torch has none and its Taylor rule in ``series.py`` (and, for the tests, its
+accuracy grid in ``tests/test_accuracy.py``).
 
 A rule names its kernel (``torch.NAME``, or a function of ``special.py``) and its Taylor rule (a
 function of ``series.py``), so this table loads without torch. The partials are SymPy
