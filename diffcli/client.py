@@ -114,7 +114,9 @@ def install() -> list[str]:
         if entry.name.endswith(".py"):
             info = entry.stat()
             parts.append(f"{entry.name} {info.st_size} {info.st_mtime_ns}")
-    for folder in sys.path[1:]:  # [0] is the script's folder or the working folder: not an install
+    # sys.path[0] is the script's or the working folder, not an install — unless -P left it out (the
+    # server starts so): then [0] is the first of PYTHONPATH, as the client's [1] is
+    for folder in sys.path[0 if sys.flags.safe_path else 1 :]:
         with contextlib.suppress(OSError):
             parts.append(f"{folder} {os.stat(folder).st_mtime_ns}")
     return parts

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import sympy
-from sympy.codegen import cfunctions
 
 from . import functions
 from .errors import ExpressionError, UsageError
+from .rules import FUNCTIONS
 
 MAX_LENGTH = 100_000  # characters in one expression: a script's 5,000-term sum fits
 MAX_NODES = 100_000  # syntax-tree nodes in one expression, and terms that sum() and prod() expand to
@@ -36,77 +36,6 @@ MAX_LITERAL = 40  # characters in one number literal
 MAX_DIGITS = 1000  # decimal digits of an exact constant that folding may produce
 SYMBOLIC_SECONDS = 10.0  # budget for one symbolic step: parsing, differentiation, CSE
 
-Builder = Callable[..., sympy.Basic]
-
-
-def _log(x: sympy.Expr, base: sympy.Expr | None = None) -> sympy.Expr:
-    if base is None:
-        return sympy.log(x)
-    if base == 2:
-        return cfunctions.log2(x)
-    if base == 10:
-        return cfunctions.log10(x)
-    # a constant's log unevaluated: SymPy would make log(-1) the complex i·pi
-    return sympy.log(x, evaluate=not x.is_number) / sympy.log(base, evaluate=not base.is_number)
-
-
-def _exact_safe(f: Builder) -> Builder:
-    """Keep f(constant) unevaluated: SymPy would compute e.g. gamma(10**30) exactly, forever."""
-    return lambda x: f(x, evaluate=False) if x.is_number else f(x)
-
-
-# name -> (builder, fewest arguments, most arguments or None for any number)
-FUNCTIONS: dict[str, tuple[Builder, int, int | None]] = {
-    "sin": (sympy.sin, 1, 1),
-    "cos": (sympy.cos, 1, 1),
-    "tan": (sympy.tan, 1, 1),
-    "asin": (sympy.asin, 1, 1),
-    "acos": (sympy.acos, 1, 1),
-    "atan": (sympy.atan, 1, 1),
-    "atan2": (functions.atan2, 2, 2),
-    "cot": (sympy.cot, 1, 1),
-    "sec": (sympy.sec, 1, 1),
-    "csc": (sympy.csc, 1, 1),
-    "acot": (sympy.acot, 1, 1),
-    "asec": (sympy.asec, 1, 1),
-    "acsc": (sympy.acsc, 1, 1),
-    "sinc": (sympy.sinc, 1, 1),  # sin(x)/x, 1 at 0 (SymPy's and Mathematica's; numpy's is sin(pi x)/(pi x))
-    "sinh": (sympy.sinh, 1, 1),
-    "cosh": (sympy.cosh, 1, 1),
-    "tanh": (sympy.tanh, 1, 1),
-    "coth": (sympy.coth, 1, 1),
-    "sech": (sympy.sech, 1, 1),
-    "csch": (sympy.csch, 1, 1),
-    "asinh": (sympy.asinh, 1, 1),
-    "acosh": (sympy.acosh, 1, 1),
-    "atanh": (sympy.atanh, 1, 1),
-    "exp": (sympy.exp, 1, 1),
-    "expm1": (cfunctions.expm1, 1, 1),
-    "log": (_log, 1, 2),
-    "ln": (sympy.log, 1, 1),
-    "log2": (cfunctions.log2, 1, 1),
-    "log10": (cfunctions.log10, 1, 1),
-    "log1p": (cfunctions.log1p, 1, 1),
-    "sqrt": (sympy.sqrt, 1, 1),
-    "cbrt": (functions.cbrt, 1, 1),
-    "abs": (functions.Abs, 1, 1),
-    "sign": (sympy.sign, 1, 1),
-    "floor": (functions.floor, 1, 1),
-    "ceil": (functions.ceiling, 1, 1),
-    "min": (sympy.Min, 1, None),
-    "max": (sympy.Max, 1, None),
-    "hypot": (cfunctions.hypot, 2, 2),
-    "erf": (sympy.erf, 1, 1),
-    "erfc": (sympy.erfc, 1, 1),
-    "gamma": (_exact_safe(sympy.gamma), 1, 1),
-    "lgamma": (_exact_safe(sympy.loggamma), 1, 1),
-    "sigmoid": (functions.sigmoid, 1, 1),
-    "softplus": (functions.softplus, 1, 1),
-    "relu": (functions.relu, 1, 1),
-    "heaviside": (sympy.Heaviside, 1, 2),  # heaviside(x) is 1/2 at 0; heaviside(x, h0) is h0
-    "clamp": (lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi), 3, 3),
-    "where": (lambda c, a, b: sympy.Piecewise((a, c), (b, True)), 3, 3),
-}
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E, "inf": sympy.oo}
 REDUCTIONS: dict[str, Callable[..., sympy.Expr]] = {"sum": sympy.Add, "prod": sympy.Mul}  # sum(expr, i, a, b)
 OPERATOR_WORDS = frozenset({"and", "or", "not", "if", "else", "in", "is", "True", "False", "None"})
@@ -605,14 +534,15 @@ class _Builder:
         starred = [a for a in node.args if isinstance(a, ast.Starred)]
         if starred:
             raise self.fail("starred arguments are not allowed", starred[0])
-        build, fewest, most = FUNCTIONS[name]
+        function = FUNCTIONS[name]
+        fewest, most = function.arity
         if len(node.args) < fewest or (most is not None and len(node.args) > most):
             expected = f"{fewest}" if fewest == most else f"{fewest} or more" if most is None else f"{fewest} to {most}"
             raise self.fail(f"{name}() takes {expected} argument{'s' if most != 1 else ''}, got {len(node.args)}", node)
         args = [self.condition(a) if name == "where" and i == 0 else self.number(a) for i, a in enumerate(node.args)]
         if all(functions.is_constant(a) for a in args):
-            return self.fold(lambda: build(*args), node)
-        return build(*args)
+            return self.fold(lambda: function.build(*args), node)
+        return function.build(*args)
 
     def fold(self, build: Callable[[], sympy.Basic], node: ast.AST) -> functions.Folded:
         """A constant call or power, evaluated in float64 now so that SymPy never evaluates it."""

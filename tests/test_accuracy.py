@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from diffcli.language import parse
+from diffcli.rules import FUNCTIONS
 from diffcli.transforms import evaluator, plan
 
 FIRST, SECOND = 2e-14, 1e-13  # the targets: relative error of first and second derivatives
@@ -107,6 +108,13 @@ BINARY = {
     "atan2": ("atan2(y, x)", lambda x, y: mpmath.atan2(y, x), PLANE),
     "hypot": ("hypot(x, y)", lambda x, y: mpmath.sqrt(x**2 + y**2), PLANE),
 }
+# the functions of the language without a grid, and why
+PIECEWISE = "piecewise constant or linear: exact derivatives away from its kinks (test_conventions: at them)"
+EXEMPT = {
+    "ln": "log under another name",
+    "where": "a branch: the derivatives of its arguments, exact away from the branch boundary",
+    **dict.fromkeys(["abs", "sign", "floor", "ceil", "min", "max", "relu", "heaviside", "clamp"], PIECEWISE),
+}
 
 
 def oracle(f, point: tuple[float, ...], orders: tuple[int, ...]) -> mpmath.mpf:
@@ -169,6 +177,13 @@ def worst(name: str) -> tuple[float, float, tuple, tuple]:
                 e = error(float(got[f"hessian_{da}_{db}"][i]), oracle(f, point, orders))
                 second = max(second, (e, point), key=lambda t: t[0])
     return first[0], second[0], first[1], second[1]
+
+
+def test_every_function_of_the_language_has_a_grid_or_a_reason():
+    gridded = set(UNARY) | set(BINARY)
+    missing = set(FUNCTIONS) - gridded - set(EXEMPT)
+    assert not missing, f"no grid for {sorted(missing)}: add one to UNARY or BINARY, or a reason to EXEMPT"
+    assert set(EXEMPT) <= set(FUNCTIONS) - gridded, "EXEMPT names what is not a function, or has a grid"
 
 
 @pytest.mark.parametrize("name", [*UNARY, *BINARY])

@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diffcli.errors import DiffcliError
-from diffcli.language import FUNCTIONS, parse
+from diffcli.language import parse
+from diffcli.rules import FUNCTIONS
 from diffcli.session import Session
 from diffcli.transforms import evaluator, plan
 
-ARITY = {name: fewest for name, (_, fewest, _) in FUNCTIONS.items()}
+ARITY = {name: f.arity[0] for name, f in FUNCTIONS.items()}
 POINTS = [-2.5, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]
 
 

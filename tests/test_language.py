@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from diffcli import functions
 from diffcli.errors import ExpressionError
-from diffcli.language import FUNCTIONS, MAX_DEPTH, MAX_LENGTH, parse, parse_number, symbol
+from diffcli.language import MAX_DEPTH, MAX_LENGTH, parse, parse_number, symbol
+from diffcli.rules import FUNCTIONS
 
 x, y = symbol("x"), symbol("y")
 
@@ -52,7 +53,7 @@ def test_named_output():
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_every_function_parses(name):
-    _, fewest, _ = FUNCTIONS[name]
+    fewest, _ = FUNCTIONS[name].arity
     args = ["x > 0", "x", "y"][:fewest] if name == "where" else ["x", "y", "2"][:fewest]
     parsed = parse(f"{name}({', '.join(args)})")
     assert parsed.expr.free_symbols
