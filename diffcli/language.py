@@ -15,13 +15,16 @@ import difflib
 import io
 import keyword
 import math
+import os
 import re
 import sys
 import threading
+import time
 import tokenize
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 
 import sympy
 
@@ -106,20 +109,26 @@ def parse(text: str) -> Parsed:
         return Parsed(name, expr, tuple(notes), frozenset(builder.members))
 
 
+_PARSING = threading.Lock()  # the settings _syntax_tree changes for a moment are the process's
+
+
 def _syntax_tree(python: str) -> ast.Expression:
     """Python's syntax tree of ``python``. A chain ``a + b + c …`` is a tree as deep as it is long,
     and building it recurses once per level, so the recursion limit is raised to the text's length
-    for the call (a 100,000-level chain takes 0.5 s and 10 MB of C stack, within a thread's 8)."""
-    limit = sys.getrecursionlimit()
-    try:
-        sys.setrecursionlimit(max(limit, len(python) + 1000))
-        with warnings.catch_warnings():  # "invalid decimal literal" (1and), "invalid escape sequence"
-            warnings.simplefilter("ignore")
-            return ast.parse(python, mode="eval")
-    except (MemoryError, RecursionError):  # Python's parser on thousands of nested ^ or unary -
-        raise ExpressionError(f"expression is nested more than {MAX_DEPTH} levels deep") from None
-    finally:
-        sys.setrecursionlimit(limit)
+    for the call (a 100,000-level chain takes 0.5 s and 10 MB of C stack, within a thread's 8).
+    The limit and the warnings filter are the process's: one parse at a time changes them, and
+    puts them back."""
+    with _PARSING:
+        limit = sys.getrecursionlimit()
+        try:
+            sys.setrecursionlimit(max(limit, len(python) + 1000))
+            with warnings.catch_warnings():  # "invalid decimal literal" (1and), "invalid escape sequence"
+                warnings.simplefilter("ignore")
+                return ast.parse(python, mode="eval")
+        except (MemoryError, RecursionError):  # Python's parser on thousands of nested ^ or unary -
+            raise ExpressionError(f"expression is nested more than {MAX_DEPTH} levels deep") from None
+        finally:
+            sys.setrecursionlimit(limit)
 
 
 def parse_number(text: str) -> float:
@@ -173,34 +182,78 @@ class _Expired(BaseException):  # not Exception: no `except Exception` in SymPy 
     """Raised in a thread whose symbolic step ran out of time (``symbolic_time_limit``)."""
 
 
+class _Watchdog:
+    """One thread that raises ``_Expired`` in each thread whose symbolic step passed its deadline
+    (``PyThreadState_SetAsyncExc``, as debuggers do), so the limit holds on any thread and no
+    signal handler or timer of the process is touched. The exception is held back while the
+    thread is inside the import system or ``threading`` (their locks must not be broken into):
+    it lands a few milliseconds later, in SymPy's own code."""
+
+    UNSAFE = ("importlib", "threading.py", "contextlib.py")  # frames it must not land in (the last: outside ours)
+    RETRY = 0.005
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.steps: dict[object, tuple[float, int, FrameType]] = {}  # token -> (deadline, thread, caller)
+        self.fired: set[object] = set()
+        self.pid = 0
+
+    def start(self, seconds: float, caller: FrameType) -> object:
+        """Watch the step that ``caller`` (the frame with the ``with``) now starts, for ``seconds``."""
+        token = object()
+        with self.lock:
+            if self.pid != os.getpid():  # the first step, or the first in a forked child
+                self.pid = os.getpid()
+                threading.Thread(target=self._watch, name="diffcli-time-limit", daemon=True).start()
+            self.steps[token] = (time.monotonic() + seconds, threading.get_ident(), caller)
+            self.lock.notify()
+        return token
+
+    def stop(self, token: object) -> None:
+        """The step is over: no exception from now on, and one fired but not yet raised is withdrawn."""
+        with self.lock:
+            self.steps.pop(token, None)
+            if token in self.fired:
+                self.fired.discard(token)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+
+    def _watch(self) -> None:
+        with self.lock:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, thread, caller) in list(self.steps.items()):
+                    if deadline <= now and self._safe(thread, caller):
+                        del self.steps[token]
+                        self.fired.add(token)
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(_Expired))
+                soonest = min((d for d, _, _ in self.steps.values()), default=now + 3600)
+                self.lock.wait(max(soonest - now, self.RETRY))
+
+    def _safe(self, thread: int, caller: FrameType) -> bool:
+        """Whether ``thread`` is in the step's own code: no frame between it and ``caller`` is unsafe."""
+        frame = sys._current_frames().get(thread)
+        while frame is not None and frame is not caller:
+            if any(part in frame.f_code.co_filename for part in self.UNSAFE):
+                return False
+            frame = frame.f_back
+        return frame is caller
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextlib.contextmanager
 def symbolic_time_limit(what: str, seconds: float = SYMBOLIC_SECONDS) -> Iterator[None]:
-    """Stop a symbolic step that runs too long or exhausts memory, as an expression error.
-
-    A timer thread raises ``_Expired`` in this thread (``PyThreadState_SetAsyncExc``, as a
-    debugger does), so the limit holds on any thread — a worker's, a notebook's — and no signal
-    handler or timer of the process is touched. SymPy is Python code, so the exception lands
-    within a bytecode or one C call of the deadline."""
-    thread, lock, state = threading.get_ident(), threading.Lock(), {"active": True, "fired": False}
-
-    def expire() -> None:
-        with lock:
-            if state["active"]:
-                state["fired"] = True
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(_Expired))
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    """Stop a symbolic step that runs too long or exhausts memory, as an expression error, on
+    whichever thread it runs (``_Watchdog``)."""
+    token = None
     try:
         try:
+            token = _WATCHDOG.start(seconds, sys._getframe(2))  # 1: contextlib's __enter__, 2: the with
             yield
         finally:
-            with lock:
-                state["active"] = False
-            timer.cancel()
-            if state["fired"]:  # not yet raised (it landed after the step): withdrawn
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
+            if token is not None:
+                _WATCHDOG.stop(token)
     except _Expired:
         raise ExpressionError(f"{what} took longer than {seconds:g} s", hint="try a smaller expression") from None
     except (MemoryError, RecursionError):
