@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import devices, language, transforms
-from .errors import UsageError, option
+from .errors import DataError, UsageError, option
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .data import Table
     from .recurrences import Scan
 
+COMPILED = 64  # plans a formula keeps (each jvp tangent is a plan of its own)
 Data = Any  # see the module's docstring
 Names = Sequence[str] | str | None  # ["x", "y"], or "x,y" as the command line writes it
 Weights = Mapping[str, float]  # a tangent or cotangent by name: {"x": 1}
@@ -55,15 +57,19 @@ class Formula:
     """A parsed formula. It pickles as its text, so worker processes can receive it."""
 
     def __init__(self, exprs: str | Sequence[str], aux: Mapping[str, str] | Sequence[str] | None = None) -> None:
-        self.texts = (exprs,) if isinstance(exprs, str) else tuple(exprs)
-        self.aux = aux if aux is None or isinstance(aux, Mapping) else tuple(aux)
+        self.texts = (exprs,) if isinstance(exprs, str) else tuple(exprs) if _iterable(exprs) else ()
+        if not self.texts or not all(isinstance(t, str) for t in self.texts):
+            raise UsageError(f"a formula is a string or a list of strings, got {exprs!r:.60}")
+        self.aux = dict(aux) if isinstance(aux, Mapping) else None if aux is None else tuple(aux)
         self.parsed = tuple(language.parse(t) for t in self.texts)
-        if isinstance(aux, Mapping):
-            for name in aux:
+        if isinstance(self.aux, Mapping):
+            for name, text in self.aux.items():
                 language.option_name(name, option("aux"))
-            self.auxiliary = tuple(dataclasses.replace(language.parse(e), name=n) for n, e in aux.items())
+                if not isinstance(text, str):
+                    raise UsageError(f"{option('aux')} {name!r}: an expression is a string, got {text!r:.60}")
+            self.auxiliary = tuple(dataclasses.replace(language.parse(e), name=n) for n, e in self.aux.items())
         else:
-            self.auxiliary = tuple(language.parse(t) for t in aux or ())
+            self.auxiliary = tuple(language.parse(t) for t in self.aux or ())
         self.notes = tuple(note for p in (*self.parsed, *self.auxiliary) for note in p.notes)  # how 1/2x was read
         self._compiled: dict[tuple[Any, ...], Compiled] = {}
 
@@ -92,7 +98,12 @@ class Formula:
     ) -> Compiled:
         """The plan of ``operation`` (the CLI's command names) with these options, made once."""
         names = tuple(_names(wrt))
+        tangent, cotangent = _weights(tangent, "tangent"), _weights(cotangent, "cotangent")
+        if order is not None and (not isinstance(order, int) or isinstance(order, bool)):
+            raise UsageError(f"{option('order')} must be an integer, got {order!r}")
         key = (operation, names, _items(tangent), _items(cotangent), order, prefix, suffix)
+        if key not in self._compiled and len(self._compiled) >= COMPILED:  # jvp along many tangents
+            del self._compiled[next(iter(self._compiled))]
         if key not in self._compiled:
             self._compiled[key] = Compiled(
                 transforms.plan(
@@ -182,6 +193,8 @@ class Formula:
             self.parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=atol, dtype=torch_dtype, device=target,
             allow_kinks=allow_kinks,
         )  # fmt: skip
+        if not table.height:
+            raise DataError("the data has no rows to check")
         checker.add(table.frame(_sources(probe, table)), {})
         return checker.report.rows()
 
@@ -231,13 +244,15 @@ def scan(
     import numpy as np
     import polars as pl
 
+    from . import sinks
     from .data import Table
 
-    if steps < 0:
-        raise UsageError(f"{option('steps')} must be 0 or more, got {steps}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise UsageError(f"{option('steps')} must be an integer, 0 or more, got {steps!r}")
     check_method(method, trajectory)
-    recurrence = recurrence_of(updates, init, outputs=outputs, wrt=wrt)
+    recurrence = recurrence_of(updates, _weights(init, "init") or {}, outputs=outputs, wrt=wrt)
     table = Table({} if data is None else data)
+    sinks.Layout([*table.names, *(["step"] if trajectory else [])], recurrence.columns)  # clashes, before work
     torch_dtype, target = _torch(dtype, device, table)
     frame = table.frame(_sources(recurrence, table))
     if not frame.width:  # no parameters: still one run per row
@@ -299,7 +314,29 @@ def _names(wrt: Names) -> list[str]:
     """``wrt`` as names: ``"x,y"`` (as the command line writes it) or ``["x", "y"]``."""
     if wrt is None:
         return []
-    return [n.strip() for n in wrt.split(",")] if isinstance(wrt, str) else [str(n) for n in wrt]
+    if isinstance(wrt, str):
+        return [n.strip() for n in wrt.split(",")]
+    if not _iterable(wrt) or not all(isinstance(n, str) for n in wrt):
+        raise UsageError(f"{option('wrt')} must be names, as a list or 'x,y'; got {wrt!r:.60}")
+    return list(wrt)
+
+
+def _iterable(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) or (isinstance(value, Sequence) and not isinstance(value, str))
+
+
+def _weights(weights: Any, name: str) -> dict[str, float] | None:
+    """A tangent or cotangent checked: finite numbers by name (``x[2]`` is x_2)."""
+    if weights is None:
+        return None
+    if not isinstance(weights, Mapping):
+        raise UsageError(f"{option(name)} must be a mapping of names to numbers, got {weights!r:.60}")
+    checked = {}
+    for key, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UsageError(f"{option(name)} {key!r}: must be a finite number, got {value!r:.60}")
+        checked[language.variable_name(str(key))] = float(value)
+    return checked
 
 
 def _items(weights: Mapping[str, float] | None) -> tuple[tuple[str, float], ...] | None:

@@ -22,7 +22,7 @@ import typer
 
 from . import __version__, signals
 from .destinations import broken_pipe
-from .errors import DiffcliError, ExitCode, UsageError, flags
+from .errors import DiffcliError, ExitCode, UsageError, spelled
 
 app = typer.Typer(
     name="diffcli",
@@ -377,9 +377,9 @@ def _fail(error: DiffcliError) -> None:
 @contextlib.contextmanager
 def _error_boundary() -> Iterator[None]:
     """The one place where failures become a line on stderr and an exit code; messages within
-    name the command line's flags (``errors.flags``)."""
+    name the command line's flags (``errors.spelled``)."""
     try:
-        with flags():
+        with spelled("flags"):
             yield
     except DiffcliError as e:
         if _debug:

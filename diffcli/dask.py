@@ -135,12 +135,12 @@ def _part(
     """On a worker: one input file through the local job into one part; its rows and its notes.
     Paths are the client's: as they were given where the worker works in the client's folder
     (the messages then name files as the local engine would), else under that folder."""
-    from .errors import flags
+    from .errors import spelled
 
     here = os.getcwd() == cwd
     notes: list[str] = []
     counted = _Counted()
-    with flags():  # messages name the command line's flags
+    with spelled("flags"):  # messages name the command line's flags
         job(
             source=dataclasses.replace(source, input=path if here else os.path.join(cwd, path)),
             output=part if here else os.path.join(cwd, part),

@@ -47,25 +47,30 @@ class Table:
 
     def __init__(self, data: Any) -> None:
         self.data, self.kind = data, _kind(data)
+        labels = list(data) if self.kind in ("mapping", "tensors") else _labels(data, self.kind)
+        self.columns: dict[str, Any] = {}  # the variable a column gives -> its label in the data
+        for label in labels:
+            name = variable_name(str(label))
+            if name in self.columns:
+                raise UsageError(f"the data gives {name} twice: columns {self.columns[name]!r} and {label!r}")
+            self.columns[name] = label
         if self.kind in ("mapping", "tensors"):
-            self.columns = {variable_name(str(k)): v for k, v in data.items()}
-            lengths = {k: _length(v, k) for k, v in self.columns.items()}
-            long = {k: n for k, n in lengths.items() if n is not None}
+            long = {k: n for k in labels if (n := _length(data[k], k)) is not None}
             if len(set(long.values())) > 1:
                 (a, n), (b, m) = sorted(long.items(), key=lambda item: item[1])[:: len(long) - 1]
                 raise UsageError(f"data columns differ in length: {a!r} has {n} values, {b!r} has {m}")
             self.height = next(iter(long.values()), 1)
         else:
-            names = data.column_names if self.kind == "arrow" else list(data.columns)
-            self.columns = {variable_name(str(n)): n for n in names}  # the variable -> the frame's own label
             self.height = data.num_rows if self.kind == "arrow" else len(data)
         self.names = list(self.columns)
 
     @property
     def device(self) -> torch.device | None:
-        """Where the caller's tensors are (the first one's device), if any."""
-        tensors = [v for v in self.columns.values() if _is_tensor(v)] if self.kind == "tensors" else []
-        return tensors[0].device if tensors else None
+        """Where the caller's tensors are, if any (they must agree)."""
+        found = {v.device for v in self.data.values() if _is_tensor(v)} if self.kind == "tensors" else set()
+        if len(found) > 1:
+            raise UsageError(f"the data's tensors are on {' and '.join(sorted(map(str, found)))}: give device=")
+        return found.pop() if found else None
 
     def tensors(self, sources: Mapping[str, str], dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
         """The column ``sources[variable]`` of each variable, as numbers of ``dtype`` on ``device``."""
@@ -84,7 +89,8 @@ class Table:
         import polars as pl
 
         columns = {v: self._numbers(name) for v, name in sources.items()}
-        return pl.DataFrame({v: c.cpu().numpy() if _is_tensor(c) else c for v, c in columns.items()}).select(
+        arrays = {v: c.cpu().numpy() if _is_tensor(c) else c for v, c in columns.items()}
+        return pl.DataFrame({v: np.broadcast_to(a, (self.height,)) for v, a in arrays.items()}).select(
             pl.all().cast(pl.Float64)
         )
 
@@ -102,10 +108,17 @@ class Table:
         """Column ``name`` as a 1-D numpy array or tensor; a data error for text or a missing value
         (a null: NaN is a number, and gives NaN)."""
         if self.kind in ("mapping", "tensors"):
-            value = self.columns[name]
+            value = self.data[self.columns[name]]
             if _is_tensor(value):
                 return value.reshape(-1) if value.dim() == 0 else value
-            raw = np.asarray(value)
+            if np.ma.is_masked(value):
+                raise DataError(
+                    f"data column {name!r}, row {int(np.flatnonzero(np.ma.getmaskarray(value))[0])}: masked"
+                )
+            try:
+                raw = np.asarray(value)
+            except (OverflowError, ValueError):
+                raise DataError(f"data column {name!r}: not numbers") from None
         else:
             column = self.data.column(self.columns[name]) if self.kind == "arrow" else self.data[self.columns[name]]
             if self.kind == "pandas":  # NaN of a numpy column is a number; pandas' own dtypes mark nulls
@@ -117,17 +130,20 @@ class Table:
                 )
             if nulls.size:
                 raise DataError(f"data column {name!r}, row {int(nulls[0])}: no value (null)")
-            raw = column.to_numpy(zero_copy_only=False) if self.kind == "arrow" else column.to_numpy()
+            try:
+                raw = column.to_numpy(zero_copy_only=False) if self.kind == "arrow" else column.to_numpy()
+            except Exception:  # a type numpy has no array for (polars' Int128, ...)
+                raise DataError(f"data column {name!r}: not numbers ({column.dtype})") from None
         if raw.dtype == object:  # text, or pandas' missing values
             missing = [i for i, v in enumerate(raw.ravel()) if v is None or type(v).__name__ == "NAType"]
             if missing:
                 raise DataError(f"data column {name!r}, row {missing[0]}: no value (null)")
             try:
                 raw = raw.astype(np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise DataError(f"data column {name!r}: not numbers") from None
-        if raw.dtype.kind not in "biuf":
-            raise DataError(f"data column {name!r}: not numbers ({raw.dtype})")
+        if raw.dtype.kind not in "biuf" or raw.ndim > 1:
+            raise DataError(f"data column {name!r}: not numbers ({raw.dtype}{', nested' if raw.ndim > 1 else ''})")
         return np.ascontiguousarray(raw.reshape(-1) if raw.ndim == 0 else raw, dtype=np.float64)
 
     def joined(self, results: Mapping[str, torch.Tensor]) -> Any:
@@ -151,9 +167,16 @@ class Table:
             return pd.concat([self.data, pd.DataFrame(arrays, index=self.data.index)], axis=1)
         import pyarrow as pa
 
-        names = [*self.data.schema.names, *arrays]
+        schema = self.data.schema
+        for name, values in arrays.items():
+            schema = schema.append(pa.field(name, pa.from_numpy_dtype(values.dtype)))
         columns = [*self.data.columns, *(pa.array(values) for values in arrays.values())]
-        return type(self.data).from_arrays(columns, names=names)
+        return type(self.data).from_arrays(columns, schema=schema)  # the data's metadata kept
+
+
+def _labels(frame: Any, kind: str) -> list[Any]:
+    """A frame's column labels."""
+    return list(frame.column_names if kind == "arrow" else frame.columns)
 
 
 def _length(value: Any, name: str) -> int | None:

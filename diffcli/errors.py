@@ -79,21 +79,39 @@ class DisagreementError(DiffcliError):
     code = ExitCode.CHECK_FAILED
 
 
-# How messages name a parameter: ``wrt`` to a Python caller, ``--wrt`` on the command line.
-_FLAGS = contextvars.ContextVar("diffcli_flags", default=False)
+# How messages name a parameter: ``wrt`` to a Python caller, ``--wrt`` on the command line,
+# ``"wrt"`` in a ``run`` request.
+_STYLE = contextvars.ContextVar("diffcli_spelling", default="python")
 _SPELLED = {"mapping": "--map", "outputs": "--output-expr", "fmt": "--format"}  # flags not named as parameters
 
 
+def spelling() -> str:
+    """How the caller writes options: ``python``, ``flags`` (the command line) or ``fields`` (``run``)."""
+    return _STYLE.get()
+
+
 def option(name: str) -> str:
-    """The parameter ``name`` as the caller wrote it: ``tangent`` in Python, ``--tangent`` under ``flags()``."""
-    return _SPELLED.get(name, "--" + name.replace("_", "-")) if _FLAGS.get() else name
+    """The parameter ``name`` as the caller writes it: ``tangent``, ``--tangent`` or ``"tangent"``."""
+    style = _STYLE.get()
+    if style == "flags":
+        return _SPELLED.get(name, "--" + name.replace("_", "-"))
+    return f'"{name}"' if style == "fields" else name
+
+
+def example(name: str, flag: str, python: str) -> str:
+    """An option with a value, as the caller writes it: ``--tangent x=1``, ``tangent={'x': 1}``
+    or ``"tangent": {"x": 1}`` (``flag`` and ``python`` are the value in the two syntaxes)."""
+    style = _STYLE.get()
+    if style == "flags":
+        return f"{option(name)} {flag}"
+    return f'"{name}": {python.replace(chr(39), chr(34))}' if style == "fields" else f"{name}={python}"
 
 
 @contextlib.contextmanager
-def flags() -> Iterator[None]:
-    """Messages raised within name command-line flags (the CLI's commands run inside)."""
-    token = _FLAGS.set(True)
+def spelled(style: str) -> Iterator[None]:
+    """Messages raised within write options in ``style`` (the CLI's commands run under ``flags``)."""
+    token = _STYLE.set(style)
     try:
         yield
     finally:
-        _FLAGS.reset(token)
+        _STYLE.reset(token)

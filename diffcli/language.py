@@ -185,11 +185,13 @@ class _Expired(BaseException):  # not Exception: no `except Exception` in SymPy 
 class _Watchdog:
     """One thread that raises ``_Expired`` in each thread whose symbolic step passed its deadline
     (``PyThreadState_SetAsyncExc``, as debuggers do), so the limit holds on any thread and no
-    signal handler or timer of the process is touched. The exception is held back while the
-    thread is inside the import system or ``threading`` (their locks must not be broken into):
-    it lands a few milliseconds later, in SymPy's own code."""
+    signal handler or timer of the process is touched. The exception is held back until the thread
+    runs SymPy's (or diffcli's) own code outside the import system, ``threading`` and
+    ``contextlib`` (their locks must not be broken into, and an exception raised in a garbage
+    collector's callback would be lost): it lands a few milliseconds later."""
 
-    UNSAFE = ("importlib", "threading.py", "contextlib.py")  # frames it must not land in (the last: outside ours)
+    HOMES = tuple(f"{os.sep}{name}{os.sep}" for name in ("sympy", "mpmath", "diffcli"))  # where it may land
+    UNSAFE = ("importlib", "threading.py", "contextlib.py")  # frames it must not land under (the last: outside ours)
     RETRY = 0.005
 
     def __init__(self) -> None:
@@ -232,6 +234,8 @@ class _Watchdog:
     def _safe(self, thread: int, caller: FrameType) -> bool:
         """Whether ``thread`` is in the step's own code: no frame between it and ``caller`` is unsafe."""
         frame = sys._current_frames().get(thread)
+        if frame is None or not any(home in frame.f_code.co_filename for home in self.HOMES):
+            return False  # not in the step's own code: a garbage collector's callback, a __del__, ...
         while frame is not None and frame is not caller:
             if any(part in frame.f_code.co_filename for part in self.UNSAFE):
                 return False

@@ -29,7 +29,7 @@ import sympy
 import torch
 
 from . import lower, pipeline, rules
-from .errors import ExpressionError, UsageError, option
+from .errors import ExpressionError, UsageError, example, option, spelling
 from .language import Parsed, in_order, option_name, symbol
 from .transforms import Differentiator, set_order, variables_of
 
@@ -70,7 +70,10 @@ class Scan:
             raise ExpressionError(f"state {twice[0]!r} is assigned twice: one update per state, applied together")
         missing = [s for s in self.states if s not in init]
         if missing:
-            raise UsageError(f"no initial value for {', '.join(missing)}", hint=f"{option('init')} {missing[0]}=VALUE")
+            raise UsageError(
+                f"no initial value for {', '.join(missing)}",
+                hint=example("init", f"{missing[0]}=VALUE", f"{{'{missing[0]}': VALUE}}"),
+            )
         self.init = init
         named = bool(outputs)  # --output-expr names its columns; the default, the states, reads "value"
         outputs = list(outputs) or [Parsed(s, symbol(s)) for s in self.states]
@@ -310,8 +313,8 @@ def _kept_states(shape: tuple[int, int, int], like: torch.Tensor) -> torch.Tenso
     problem = UsageError(
         f"reverse mode keeps every step's state: {shape[0]:,} steps x {shape[1]} states x {shape[2]:,} runs "
         f"need {size / 2**30:,.1f} GiB, more than this machine has",
-        hint=f"{option('method')} forward: its memory does not grow with the steps "
-        f"(or a smaller {option('batch_size')})",
+        hint=f"{example('method', 'forward', repr('forward'))}: its memory does not grow with the steps "
+        + (f"(or a smaller {option('batch_size')})" if spelling() == "flags" else "(or fewer rows at a time)"),
     )
     if size > room:
         raise problem

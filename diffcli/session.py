@@ -24,7 +24,7 @@ import polars as pl
 import torch
 
 from . import api, devices, language, pipeline, sinks, sources, transforms
-from .errors import DataError, DiffcliError, ExitCode, UsageError
+from .errors import DataError, DiffcliError, ExitCode, UsageError, spelled
 
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
 CHECK_FIELDS = ("op", "expr", "wrt", "order", "rtol", "atol", "allow_kinks", "dtype")
@@ -83,7 +83,8 @@ class Session:
             if not isinstance(request, dict):
                 raise UsageError("a request must be a JSON object")
             identity = request.get("id")
-            body = self._evaluate(request)
+            with spelled("fields"):  # messages name the request's fields
+                body = self._evaluate(request)
         except orjson.JSONDecodeError as e:
             return _error(identity, ExitCode.USAGE, f"not valid JSON ({e})")
         except DiffcliError as e:

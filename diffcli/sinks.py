@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import polars.selectors as cs
 
-from .errors import UsageError, option
+from .errors import UsageError, option, spelling
 
 FORMATS = ("table", "csv", "tsv", "json", "ndjson", "parquet")
 TABLE_ROWS = 50  # rows a table shows; the rest are counted
@@ -49,15 +49,20 @@ class Layout:
             if name in seen:
                 raise UsageError(
                     f"the column {name!r} would appear twice (an input, point or result name); rename one of them",
-                    hint=f"{option('prefix')} or {option('suffix')} renames the results: {option('prefix')} d_"
-                    if name in self.columns
-                    else None,
+                    hint=_renaming() if name in self.columns else None,
                 )
             seen.add(name)
 
     @property
     def columns(self) -> list[str]:
         return [c for _, c in self.quantities]
+
+
+def _renaming() -> str:
+    """How results are renamed where a name clashes: on the command line, by a prefix or suffix."""
+    if spelling() == "flags":
+        return f"{option('prefix')} or {option('suffix')} renames the results: {option('prefix')} d_"
+    return "rename that column of the data"
 
 
 class Sink(abc.ABC):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import sympy
 
 from . import functions, rules
-from .errors import ExpressionError, UsageError, option
+from .errors import ExpressionError, UsageError, example, option
 from .language import (
     SYMBOLIC_SECONDS,
     Parsed,
@@ -162,7 +162,8 @@ def plan(
         elif operation == "jvp":
             if tangent is None:
                 raise UsageError(
-                    f"jvp needs a tangent, the v of J·v: {option('tangent')} x=1 (components not given are 0)"
+                    f"jvp needs a tangent, the v of J·v: {example('tangent', 'x=1', repr({'x': 1}))} "
+                    "(components not given are 0)"
                 )
             weights = _components(tangent, wrt, option("tangent"), "variable")
             for n in names:
@@ -172,7 +173,8 @@ def plan(
         elif operation == "vjp":
             if cotangent is None:
                 raise UsageError(
-                    f"vjp needs a cotangent, the u of uᵀJ: {option('cotangent')} f=1 (components not given are 0)"
+                    f"vjp needs a cotangent, the u of uᵀJ: {example('cotangent', 'f=1', repr({'f': 1}))} "
+                    "(components not given are 0)"
                 )
             weights = _components(cotangent, names, option("cotangent"), "output")
             for v in wrt:
@@ -197,7 +199,9 @@ def plan(
 
     for a in aux:
         if a.name is None:
-            raise UsageError(f"{option('aux')} needs a name: {option('aux')} name=EXPR, got {a.expr}")
+            raise UsageError(
+                f"{option('aux')} needs a name: {example('aux', 'name=EXPR', repr({'name': 'EXPR'}))}, got {a.expr}"
+            )
         quantities.append(Quantity(("aux", a.name), a.name, a.expr))
     named = {q.column: f"{prefix}{q.column}{suffix}" for q in quantities}
     quantities = [replace(q, column=named[q.column], of=tuple(named[c] for c in q.of)) for q in quantities]

@@ -4,6 +4,7 @@ parameters, and no setting of the process changed."""
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import subprocess
 import sys
@@ -169,7 +170,30 @@ def test_scan_gives_the_cli_numbers():
         (lambda: diffcli.formula("x").value({"x": 1, "value": 2}), diffcli.UsageError, "would appear twice"),
         (lambda: diffcli.formula("x").value([1, 2]), diffcli.UsageError, "data must be a mapping"),
         (lambda: diffcli.formula("x").check({"x": 1}, order=3), diffcli.UsageError, "order must be 1 or 2"),
-        (lambda: diffcli.scan("x = x", init={}, steps=1), diffcli.UsageError, "init x=VALUE"),
+        (lambda: diffcli.scan("x = x", init={}, steps=1), diffcli.UsageError, "init={'x': VALUE}"),
+        (
+            lambda: diffcli.scan("x = r*x", init={"x": 1}, steps=1, data={"r": 2, "value": 1}),
+            diffcli.UsageError,
+            "twice",
+        ),
+        (lambda: diffcli.scan("x = x", init={"x": 1}, steps=2.5), diffcli.UsageError, "steps must be an integer"),
+        (lambda: diffcli.scan("x = x", init="x=1", steps=1), diffcli.UsageError, "init must be a mapping"),
+        (lambda: diffcli.formula(3), diffcli.UsageError, "a formula is a string"),
+        (lambda: diffcli.formula("x").grad({"x": 1}, wrt=1), diffcli.UsageError, "wrt must be names"),
+        (lambda: diffcli.formula("x").jvp({"x": 1}, tangent="x=1"), diffcli.UsageError, "tangent must be a mapping"),
+        (lambda: diffcli.formula("x").jvp({"x": 1}, tangent={"x": "a"}), diffcli.UsageError, "finite number"),
+        (lambda: diffcli.formula("x").jvp({"x": 1}, tangent={"x": math.nan}), diffcli.UsageError, "finite number"),
+        (lambda: diffcli.formula("x").derivative({"x": 1}, order=2.0), diffcli.UsageError, "order must be an integer"),
+        (
+            lambda: diffcli.formula("x").value(pd.DataFrame([[1.0, 2.0]], columns=["x", "x"])),
+            diffcli.UsageError,
+            "twice",
+        ),
+        (lambda: diffcli.formula("x").value({"x[1]": 1, "x_1": 2}), diffcli.UsageError, "gives x_1 twice"),
+        (lambda: diffcli.formula("x").value({"x": 10**400}), diffcli.DataError, "not numbers"),
+        (lambda: diffcli.formula("x").value(pl.DataFrame({"x": [1]}, schema={"x": pl.Int128})), diffcli.DataError, "x"),
+        (lambda: diffcli.formula("x").value({"x": np.ma.masked_array([1.0, 2.0], [0, 1])}), diffcli.DataError, "row 1"),
+        (lambda: diffcli.formula("x").check({"x": []}), diffcli.DataError, "no rows"),
     ],
 )
 def test_errors_are_the_cli_exceptions_naming_parameters(call, error, words):
@@ -263,3 +287,60 @@ def test_the_import_graph_has_no_circle_and_only_the_entry_point_imports_the_cli
         return None
 
     assert [c for m in graph if (c := circle(m, (m,)))] == []
+
+
+def test_single_numbers_and_lists_mix_in_scan_and_check_too():
+    got = diffcli.scan("x = r*x + s", init={"x": 1}, steps=2, data={"r": [1.0, 2.0], "s": 0.5})
+    assert got["value"].tolist() == [2.0, 5.5] and got["s"].tolist() == [0.5, 0.5]
+    assert all(r["ok"] for r in diffcli.formula("x*y").check({"x": 1.0, "y": [1.0, 2.0]}))
+
+
+def test_names_as_written_elsewhere_and_a_formula_owns_its_options():
+    f = diffcli.formula("sum(x[i]**2, i, 1, 3)")
+    assert f.jvp({"x": 1.0}, tangent={"x[2]": 1})["jvp"].tolist() == [2.0]
+    aux = {"c": "x**3"}
+    g = diffcli.formula("x", aux=aux)
+    aux["c"] = "x**4"
+    assert pickle.loads(pickle.dumps(g)).value({"x": 2.0})["c"].tolist() == [8.0]
+
+
+def test_pyarrow_keeps_its_schema_metadata_and_many_tangents_keep_few_plans():
+    table = pa.table({"x": [1.0, 2.0]}).replace_schema_metadata({"source": "lab"})
+    assert diffcli.formula("x*x").grad(table).schema.metadata == {b"source": b"lab"}
+    f = diffcli.formula("x*y")
+    for k in range(100):
+        f.jvp({"x": 1.0, "y": 2.0}, tangent={"x": k})
+    assert len(f._compiled) <= 64
+
+
+def test_many_short_limited_steps_on_threads_raise_only_expression_errors():
+    from diffcli import language
+
+    stray = []
+
+    def steps() -> None:
+        for i in range(40):
+            try:
+                with language.symbolic_time_limit("step", 0.0005 * (1 + i % 4)):
+                    sympy.expand(sympy.Add(*sympy.symbols("a:c"), i) ** (6 + i % 4))
+            except diffcli.ExpressionError:
+                pass
+            except BaseException as e:  # noqa: BLE001 - what must not happen
+                stray.append(repr(e))
+
+    workers = [threading.Thread(target=steps) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert stray == []
+
+
+def test_parsing_on_threads_leaves_the_warnings_and_the_recursion_limit_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    filters, limit = list(warnings.filters), sys.getrecursionlimit()
+    text = " + ".join(f"x_{i}*y" for i in range(2000))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: diffcli.formula(text), range(6)))
+    assert warnings.filters == filters and sys.getrecursionlimit() == limit

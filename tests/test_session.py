@@ -177,3 +177,14 @@ def test_families_in_requests():
     assert every["grad"] == {"x_1": 2.0, "x_2": 2.0, "x_3": 2.0}
     assert one["value"] == 27.0 and one["grad"]["x_2"] == 10.0
     assert plain["error"]["code"] == 2
+
+
+def test_answers_name_the_request_fields_not_flags():
+    scan, jvp, dtype = ask(
+        {"op": "scan", "expr": "x = r*x", "init": {"x": 1}, "steps": 2, "at": {"r": 2}, "method": "sideways"},
+        {"op": "jvp", "expr": "x*y", "at": {"x": 1, "y": 2}},
+        {"op": "grad", "expr": "x", "at": {"x": 1}, "dtype": "float16"},
+    )
+    assert scan["error"]["message"].startswith('"method" must be one of auto, forward, reverse')
+    assert '"tangent": {"x": 1}' in jvp["error"]["message"]
+    assert dtype["error"]["message"] == "unknown \"dtype\" 'float16'; expected float64 or float32"
