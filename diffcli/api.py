@@ -187,14 +187,14 @@ class Formula:
             raise UsageError(f"{option('order')} must be 1 or 2, got {order}")
         probe = self.compiled("jacobian", wrt=wrt).plan
         table = _table(data)
+        if not table.height:
+            raise DataError("the data has no rows to check")
         torch_dtype, target = _torch(dtype, device, table)
         rtol, atol = tolerances(rtol, atol, torch_dtype)
         checker = Checker(
             self.parsed, wrt=probe.wrt, order=order, rtol=rtol, atol=atol, dtype=torch_dtype, device=target,
             allow_kinks=allow_kinks,
         )  # fmt: skip
-        if not table.height:
-            raise DataError("the data has no rows to check")
         checker.add(table.frame(_sources(probe, table)), {})
         return checker.report.rows()
 
@@ -245,13 +245,12 @@ def scan(
     import polars as pl
 
     from . import sinks
-    from .data import Table
 
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise UsageError(f"{option('steps')} must be an integer, 0 or more, got {steps!r}")
     check_method(method, trajectory)
     recurrence = recurrence_of(updates, _weights(init, "init") or {}, outputs=outputs, wrt=wrt)
-    table = Table({} if data is None else data)
+    table = _table({} if data is None else data)
     sinks.Layout([*table.names, *(["step"] if trajectory else [])], recurrence.columns)  # clashes, before work
     torch_dtype, target = _torch(dtype, device, table)
     frame = table.frame(_sources(recurrence, table))
@@ -299,8 +298,6 @@ def check_method(method: str, trajectory: bool) -> None:
 
 def tolerances(rtol: float | None, atol: float | None, dtype: torch.dtype) -> tuple[float, float]:
     """``rtol`` and ``atol`` checked: each defaults to the other, then to the dtype's (``check.tolerance``)."""
-    import math
-
     from .check import tolerance
 
     for name, given in (("rtol", rtol), ("atol", atol)):
@@ -322,7 +319,7 @@ def _names(wrt: Names) -> list[str]:
 
 
 def _iterable(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) or (isinstance(value, Sequence) and not isinstance(value, str))
+    return isinstance(value, Sequence) and not isinstance(value, str)
 
 
 def _weights(weights: Any, name: str) -> dict[str, float] | None:

@@ -3,7 +3,7 @@ arrays or torch tensors; a polars or pandas DataFrame; a pyarrow Table or Record
 comes back as itself, its columns first and the results' after them (README: "From Python").
 
 Nothing here imports a library the caller did not hand in: a pandas frame is handled with pandas,
-a pyarrow table with pyarrow; only numpy and torch are always used.
+a pyarrow table with pyarrow; numpy and torch are always used (and polars for ``frame``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ class Table:
 
     def __init__(self, data: Any) -> None:
         self.data, self.kind = data, _kind(data)
-        labels = list(data) if self.kind in ("mapping", "tensors") else _labels(data, self.kind)
+        labels = list(
+            data if self.kind in ("mapping", "tensors") else data.column_names if self.kind == "arrow" else data.columns
+        )
         self.columns: dict[str, Any] = {}  # the variable a column gives -> its label in the data
         for label in labels:
             name = variable_name(str(label))
@@ -97,7 +99,7 @@ class Table:
     def taken(self, rows: np.ndarray) -> Table:
         """The data's rows at the positions ``rows`` (repeats allowed), as a table of the same kind."""
         if self.kind == "mapping":
-            return Table({k: np.broadcast_to(np.asarray(v), (self.height,))[rows] for k, v in self.data.items()})
+            return Table({k: _rows(v, self.height)[rows] for k, v in self.data.items()})
         if self.kind == "tensors":
             return Table({k: _full(v, self.height, self.device)[rows] for k, v in self.data.items()})
         if self.kind == "pandas":
@@ -154,7 +156,7 @@ class Table:
         arrays = {name: column.cpu().numpy() for name, column in results.items()}
         if self.kind == "mapping":
             return {
-                **{k: np.broadcast_to(np.asarray(v), (self.height,)).copy() for k, v in self.data.items()},
+                **{k: _rows(v, self.height).copy() for k, v in self.data.items()},
                 **arrays,
             }
         if self.kind == "polars":
@@ -174,11 +176,6 @@ class Table:
         return type(self.data).from_arrays(columns, schema=schema)  # the data's metadata kept
 
 
-def _labels(frame: Any, kind: str) -> list[Any]:
-    """A frame's column labels."""
-    return list(frame.column_names if kind == "arrow" else frame.columns)
-
-
 def _length(value: Any, name: str) -> int | None:
     """How many values ``value`` holds; None for one number (it stands for every row)."""
     if isinstance(value, (numbers.Number, np.generic)) or (_is_tensor(value) and value.dim() == 0):
@@ -191,11 +188,16 @@ def _length(value: Any, name: str) -> int | None:
     return int(shape[0])
 
 
+def _rows(value: Any, height: int) -> np.ndarray:
+    """A mapping's column (or single number) as ``height`` rows: a read-only view."""
+    return np.broadcast_to(np.asarray(value), (height,))
+
+
 def _full(value: Any, height: int, device: torch.device | None) -> Any:
     """A caller's column as ``height`` rows: a tensor on ``device`` where it holds numbers."""
     import torch
 
     if _is_tensor(value):
         return value.expand(height) if value.dim() == 0 else value
-    array = np.broadcast_to(np.asarray(value), (height,)).copy()
+    array = _rows(value, height).copy()
     return torch.from_numpy(array).to(device) if array.dtype.kind in "biuf" else array

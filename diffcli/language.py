@@ -244,6 +244,8 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+if hasattr(os, "register_at_fork"):  # a child starts afresh: no lock held by a thread it lacks, no parent's steps
+    os.register_at_fork(after_in_child=_WATCHDOG.__init__)
 
 
 @contextlib.contextmanager

@@ -204,8 +204,6 @@ class Session:
         aux = request.get("aux") or {}
         if not isinstance(aux, dict) or not all(isinstance(e, str) for e in aux.values()):
             raise UsageError('"aux" must be an object of name: expression')
-        for name in aux:
-            language.option_name(name, '"aux"')
         formula = api.formula(_strings(request.get("expr"), "expr"), aux)
         plan = formula.compiled(
             operation,
