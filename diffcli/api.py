@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import devices, language, transforms
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from .data import Table
     from .recurrences import Scan
+    from .uncertainty import Propagation
 
 COMPILED = 64  # plans a formula keeps (each jvp tangent is a plan of its own)
 Data = Any  # see the module's docstring
@@ -95,15 +96,34 @@ class Formula:
         order: int | None = None,
         prefix: str = "",
         suffix: str = "",
+        correlation: Mapping[tuple[str, str], float] | None = None,
+        coverage: float | None = None,
     ) -> Compiled:
-        """The plan of ``operation`` (the CLI's command names) with these options, made once."""
+        """The plan of ``operation`` (the CLI's command names) with these options, made once;
+        ``propagate``'s inputs are ``wrt``."""
         names = tuple(_names(wrt))
         tangent, cotangent = _weights(tangent, "tangent"), _weights(cotangent, "cotangent")
         if order is not None and (not isinstance(order, int) or isinstance(order, bool)):
             raise UsageError(f"{option('order')} must be an integer, got {order!r}")
-        key = (operation, names, _items(tangent), _items(cotangent), order, prefix, suffix)
+        pairs = None if correlation is None else tuple(sorted(correlation.items()))
+        key = (operation, names, _items(tangent), _items(cotangent), order, prefix, suffix, pairs, coverage)
         if key not in self._compiled and len(self._compiled) >= COMPILED:  # jvp along many tangents
             del self._compiled[next(iter(self._compiled))]
+        if key not in self._compiled and operation == "propagate":
+            from . import uncertainty
+
+            self._compiled[key] = Compiled(
+                uncertainty.plan(
+                    self.parsed,
+                    names,
+                    correlation=correlation,
+                    order=1 if order is None else order,
+                    coverage=coverage,
+                    aux=self.auxiliary,
+                    prefix=prefix,
+                    suffix=suffix,
+                )
+            )
         if key not in self._compiled:
             self._compiled[key] = Compiled(
                 transforms.plan(
@@ -198,6 +218,90 @@ class Formula:
         checker.add(table.frame(_sources(probe, table)), {})
         return checker.report.rows()
 
+    def propagate(
+        self,
+        data: Data,
+        *,
+        sigma: Mapping[str, float | str] | None = None,
+        correlation: Mapping[tuple[str, str] | str, float] | None = None,
+        covariance: Mapping[str, Mapping[str, float]] | None = None,
+        order: int = 1,
+        coverage: float | None = None,
+        check: bool = False,
+        samples: int = 100_000,
+        seed: int = 0,
+        tolerance: float = 0.1,
+        dtype: Dtype = "float64",
+        device: Device = None,
+    ) -> Data:
+        """Each output's standard uncertainty from its inputs' (the GUM's law of propagation):
+        ``value``, ``sigma``, ``relative`` (sigma/|value|), ``expanded`` (``coverage`` k times sigma)
+        and each input's ``contribution_x`` (its share of the variance).
+
+        An input's standard uncertainty is ``sigma[x]`` (a number, or the name of a data column),
+        else the data's column ``u_x``; ``covariance`` gives them and their correlations as a
+        matrix by name (``{"m": {"m": 0.01, "g": 0.0003}, "g": {...}}``), ``correlation`` gives
+        coefficients by pair (``{("m", "g"): 0.3}`` or ``{"m,g": 0.3}``). ``order=2`` adds the
+        second-order terms (essential where a first derivative vanishes). ``check`` adds a Monte
+        Carlo propagation (``samples`` draws, ``seed``): ``mc_mean``, ``mc_sigma``, with ``coverage``
+        ``mc_low`` and ``mc_high``, and ``mc_agrees``: False where the analytic answer is off by
+        more than ``tolerance``·sigma beyond the Monte Carlo's own error."""
+        options = {k: v for k, v in locals().items() if k not in ("self", "data", "dtype", "device")}
+        if type(data).__module__.startswith("dask."):
+            from .dask import apply
+
+            return apply(data, self.propagate, dtype=dtype, device=device, **options)
+        table = _table(data)
+        torch_dtype, target = _torch(dtype, device, table)
+        return table.joined(
+            propagated(self.propagation(table.names, dtype=torch_dtype, device=target, **options), table)
+        )
+
+    def propagation(
+        self,
+        columns: Collection[str],
+        *,
+        sigma: Mapping[str, float | str] | None = None,
+        correlation: Mapping[tuple[str, str] | str, float] | None = None,
+        covariance: Mapping[str, Mapping[str, float]] | None = None,
+        order: int = 1,
+        coverage: float | None = None,
+        check: bool = False,
+        samples: int = 100_000,
+        seed: int = 0,
+        tolerance: float = 0.1,
+        prefix: str = "",
+        suffix: str = "",
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> Propagation:
+        """``propagate``'s compiled work for data with these ``columns`` (its options as there)."""
+        from . import sinks, uncertainty
+
+        given = uncertainty.Given.of(sigma, correlation, covariance)
+        for name, column in given.columns.items():
+            if column not in columns:
+                raise UsageError(f"{option('sigma')} {name!r}: the data has no column {column!r}")
+        compiled = self.compiled(
+            "propagate",
+            wrt=given.inputs(self.variables, columns),
+            order=order,
+            correlation=given.pairs,
+            coverage=coverage,
+            prefix=prefix,
+            suffix=suffix,
+        )
+        monte_carlo = None
+        if check:
+            monte_carlo = uncertainty.MonteCarlo(
+                self.compiled("value"), compiled.plan, samples=samples, seed=seed, coverage=coverage,
+                tolerance=tolerance, correlation=given.pairs, prefix=prefix, suffix=suffix, dtype=dtype,
+                device=device,
+            )  # fmt: skip
+        propagation = uncertainty.Propagation(compiled, given, monte_carlo, dtype=dtype, device=device)
+        sinks.Layout(list(columns), propagation.columns)  # clashes, before work
+        return propagation
+
     def symbolic(self, operation: str = "value", *, latex: bool = False, **options: Any) -> dict[str, str]:
         """Each result's formula as text (``latex``: as LaTeX), simplified where that is quick:
         ``f.symbolic("grad")`` is ``{"value": ..., "grad_x": ...}``."""
@@ -222,6 +326,24 @@ class Formula:
         with torch.no_grad():
             results = compiled.evaluate(values, torch.empty(table.height, dtype=torch_dtype, device=target))
         return table.joined({k: v for k, v in results.items() if not k.startswith(transforms.KINK)})
+
+
+def propagated(propagation: Propagation, data: Data) -> dict[str, torch.Tensor]:
+    """The columns of a ``Formula.propagation`` at every row of ``data`` (a ``data.Table`` or data)."""
+    import torch
+
+    from .data import Table
+
+    table = data if isinstance(data, Table) else _table(data)
+    plan, dtype, device = propagation.plan, propagation.dtype, propagation.device
+    constants, renames = propagation.given.constants(plan.wrt), propagation.given.renames(plan.wrt)
+    sources = {**_sources(plan, table, skip={*constants, *renames}), **renames}
+    values = table.tensors(sources, dtype, device)
+    values.update({k: torch.full((table.height,), v, dtype=dtype, device=device) for k, v in constants.items()})
+    propagation.place = lambda row, name: f"data column {table.columns.get(sources.get(name, name), name)!r}, row {row}"
+    with torch.no_grad():
+        results = propagation.evaluate(values, torch.empty(table.height, dtype=dtype, device=device))
+    return {k: v for k, v in results.items() if not k.startswith(transforms.KINK)}
 
 
 def scan(
@@ -351,14 +473,16 @@ def _torch(dtype: Dtype, device: Device, table: Table) -> tuple[torch.dtype, tor
     return devices.resolve(dtype, device if device is not None else table.device or "cpu")
 
 
-def _sources(plan: Any, table: Table) -> dict[str, str]:
-    """The data column of each variable of ``plan`` (a ``transforms.Plan`` or a ``recurrences.Scan``):
-    its own, or its family's (``x`` for ``x[3]``); a usage error names those that have none."""
+def _sources(plan: Any, table: Table, skip: Collection[str] = ()) -> dict[str, str]:
+    """The data column of each variable of ``plan`` (a ``transforms.Plan`` or a ``recurrences.Scan``)
+    but those in ``skip``: its own, or its family's (``x`` for ``x[3]``); a usage error names those
+    that have none."""
     from .sources import family_columns
 
-    found = {v: v for v in plan.variables if v in table.columns}
-    found.update(family_columns([v for v in plan.variables if v not in found], plan.indexed, table.names))
-    missing = [v for v in plan.variables if v not in found]
+    variables = [v for v in plan.variables if v not in skip]
+    found = {v: v for v in variables if v in table.columns}
+    found.update(family_columns([v for v in variables if v not in found], plan.indexed, table.names))
+    missing = [v for v in variables if v not in found]
     if missing:
         raise UsageError(f"no value for {', '.join(missing)} in the data", hint=f"give it: {{{missing[0]!r}: ...}}")
     return found

@@ -309,6 +309,45 @@ _scan_command.__doc__ = (
 app.command("scan")(_scan_command)
 
 
+PROPAGATE_OPTIONS = [
+    _option("sigma", _Many, None, "--sigma", metavar="X=U,...", help="Standard uncertainties: numbers or columns."),
+    _option("corr", _Many, None, "--corr", metavar="X,Y=R", help="A correlation coefficient; repeat for more."),
+    _option("cov", _Text, None, "--cov", metavar="FILE", help="A covariance matrix by name (CSV or JSON)."),
+    _option("order", int, 1, "--order", metavar="N", help="1: first order (GUM); 2: adds the second-order terms."),
+    _option("coverage", float | None, None, "--coverage", metavar="K", help="Also expanded = K·sigma."),
+    _option("check", bool, False, "--check", help="Compare with Monte Carlo (JCGM 101); exit 5 if apart."),
+    _option("samples", int, 100_000, "--samples", metavar="N", help="Monte Carlo draws per row."),
+    _option("seed", int, 0, "--seed", metavar="N", help="The Monte Carlo's random seed."),
+    _option(
+        "check_tolerance",
+        float,
+        0.1,
+        "--check-tolerance",
+        metavar="SHARE",
+        help="Allowed difference, as a share of sigma.",
+    ),
+]
+
+
+def _propagate_command(**options: Any) -> None:
+    with _error_boundary():
+        from . import jobs
+
+        jobs.propagate(**_job(options, jobs.Input, jobs.Gate))
+
+
+_propagate_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [EXPRESSIONS, *PROPAGATE_OPTIONS, *COMMON, *EXPECT]
+)
+_propagate_command.__doc__ = (
+    "Standard uncertainty of expressions from their inputs' (GUM law of propagation), per point or row: "
+    "value, sigma, relative, each input's contribution.\n\n"
+    "Example: diffcli propagate 'm*g*h' --at m=2±0.1,g=9.81±0.01,h=3±0.2\n\n"
+    "Uncertainties: m=2±0.1 (or 2+-0.1) in --at, --sigma m=0.1, --sigma m=COLUMN, or input columns u_m."
+)
+app.command("propagate")(_propagate_command)
+
+
 @app.command("run")
 def run_requests(
     source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="NDJSON requests (default: stdin).")] = "-",

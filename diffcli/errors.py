@@ -82,7 +82,14 @@ class DisagreementError(DiffcliError):
 # How messages name a parameter: ``wrt`` to a Python caller, ``--wrt`` on the command line,
 # ``"wrt"`` in a ``run`` request.
 _STYLE = contextvars.ContextVar("diffcli_spelling", default="python")
-_SPELLED = {"mapping": "--map", "outputs": "--output-expr", "fmt": "--format"}  # flags not named as parameters
+_SPELLED = {
+    "mapping": "--map",
+    "outputs": "--output-expr",
+    "fmt": "--format",
+    "correlation": "--corr",
+    "covariance": "--cov",
+    "tolerance": "--check-tolerance",
+}  # flags not named as parameters
 
 
 def spelling() -> str:

@@ -16,7 +16,7 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import api, devices, sinks, sources
@@ -217,13 +217,7 @@ def evaluate(
         sink.close()
     if reader is not None and reader.skipped:
         note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
-    for name, count in compute.kinks.items():
-        if count:
-            label = name if len(texts) > 1 or formula.parsed[0].name else repr(texts[0])
-            note(
-                f"{label} is not differentiable at {count} of {sink.rows} points (a kink, tie, jump or branch "
-                "boundary); the derivatives there follow the conventions in the README"
-            )
+    _kink_notes(compute.kinks, sink.rows, formula, note)
     _non_finite_notes(sink, fmt, note)
     gate.verdict(expectations)
 
@@ -364,6 +358,191 @@ def check(
         report(checker.report.rows(), fmt, output)
 
 
+def propagate(
+    *,
+    exprs: list[str],
+    sigma: list[str] | None = None,
+    corr: list[str] | None = None,
+    cov: str | None = None,
+    order: int = 1,
+    coverage: float | None = None,
+    check: bool = False,
+    samples: int = 100_000,
+    seed: int = 0,
+    check_tolerance: float = 0.1,
+    at: list[str] | None = None,
+    grid: list[str] | None = None,
+    aux: list[str] | None = None,
+    device: str = "auto",
+    dtype: str = "float64",
+    fmt: str = "auto",
+    output: str | None = None,
+    precision: int | None = None,
+    symbolic: bool = False,
+    latex: bool = False,
+    prefix: str = "",
+    suffix: str = "",
+    source: Input = Input(),
+    gate: Gate = Gate(),
+    note: Note = lambda text: None,
+    progress: Callable[[], Progress] = Progress,
+    cpu_threads: int | None = None,
+) -> None:
+    """``diffcli propagate``: the inputs' uncertainties from ``--at m=2±0.1``, ``--sigma`` (numbers,
+    or columns), ``--cov`` and the input's ``u_m`` columns; then as ``evaluate``, with the Monte
+    Carlo's columns beside the analytic ones under ``--check`` (exit 5 where they disagree)."""
+    from . import uncertainty
+
+    _check_precision(precision)
+    formula = api.formula(exprs, aux or [])
+    for text in formula.notes:
+        note(text)
+    fmt = _format(fmt, output)
+    measured = [sources.assignments(t, "--at", uncertain=True) for t in at or []]
+    marked = {n.removeprefix("u_") for point in measured for n in point if n.startswith("u_")}
+    for point in measured:  # a point without ± where others have one: that value is exact
+        point.update({f"u_{n}": 0.0 for n in marked if n in point and f"u_{n}" not in point})
+    numbers: dict[str, float] = {}
+    given = uncertainty.Given()  # the columns --sigma names, and the correlations
+    for item in (i for text in sigma or [] for i in sources.split(text)):
+        name, value = _pair(item, "--sigma")
+        name = sources.variable_name(name)
+        try:
+            numbers[name] = sources.number(value, f"--sigma {name}")
+        except UsageError:
+            given.columns[name] = value
+    for text in corr or []:
+        names, _, value = text.rpartition("=")
+        pair = names.split(",")
+        if len(pair) != 2 or not all(n.strip() for n in pair):
+            raise UsageError(f"--corr {text!r}: expected NAME,NAME=COEFFICIENT, e.g. --corr m,g=0.3")
+        given.correlate(*pair, sources.number(value, f"--corr {names}"))
+    if cov is not None:
+        given.numbers = dict(numbers)
+        given.cover(_matrix(cov))
+        numbers = given.numbers
+    for name, value in numbers.items():
+        if value < 0:
+            raise UsageError(f"--sigma {name}: an uncertainty is 0 or more, got {value!r}")
+        if name in marked:
+            raise UsageError(f"{name}'s uncertainty is given twice: by --at {name}=…±… and by --sigma or --cov")
+    variables = formula.variables
+    for name in sorted({*marked, *numbers, *given.columns}):
+        if name not in variables and not any(v.rpartition("_")[0] == name for v in variables):
+            raise UsageError(f"{name} has an uncertainty, but it is not a variable of the formula")
+    if numbers:
+        measured.append({f"u_{n}": v for n, v in numbers.items()})
+    points = sources.points(measured, [sources.grid(t) for t in grid or []])
+
+    with contextlib.ExitStack() as stack:
+        reader = _reader(stack, source.input, source) if source.input is not None else None
+        header = reader.header() if reader else []
+        for name, column in given.columns.items():
+            if column not in header:
+                raise UsageError(
+                    f"--sigma {name}={column}: {column!r} is not a number"
+                    + (f", nor a column of {reader.name}" if reader else " (nor a column: there is no --input)")
+                )
+        torch_dtype, target = _torch(dtype, device, cpu_threads)
+        propagation = formula.propagation(
+            [*points.names, *header], sigma=given.columns, correlation=given.pairs, order=order, coverage=coverage,
+            check=check, samples=samples, seed=seed, tolerance=check_tolerance, prefix=prefix, suffix=suffix,
+            dtype=torch_dtype, device=target,
+        )  # fmt: skip
+        plan, monte_carlo = propagation.plan, propagation.monte_carlo
+        if (symbolic or latex) and not (at or grid or source.input):
+            _formulas_alone(plan, symbolic, latex, gate, fmt, output, note)
+            return
+        renames = propagation.given.renames(plan.wrt)
+        mapping = [*(source.mapping or []), *(f"{u}={c}" for u, c in renames.items())]
+        reader, from_file, coordinates = _sources(
+            stack, plan, points, dataclasses.replace(source, mapping=mapping), reader
+        )
+        fmt = _follow_input(fmt, output, reader)
+
+        def place(row: int, variable: str) -> str:
+            where = f"{reader.name}: row {row + 1}" if reader else f"row {row + 1}"
+            return f"{where}, column {from_file.get(variable, variable)!r}"
+
+        propagation.place = place
+        layout = sinks.Layout(coordinates, propagation.columns, prefix=prefix, suffix=suffix)
+        layout.formulas = _formulas(plan, symbolic, latex, note)
+
+        from . import pipeline
+
+        frames = pipeline.ahead(points.frames(source.batch_size) if reader is None else map(points.cross, reader))
+        compute = pipeline.Evaluator(propagation, from_file, torch_dtype, target)
+        expectations = gate.expectations(stack, torch_dtype, layout, source)
+        stream = stack.enter_context(destination(output))
+        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(exprs))
+        pipeline.run(frames, compute, gate.watching(expectations, sink.write), watch=_watched(reader, progress()))
+        sink.close()
+    if reader is not None and reader.skipped:
+        note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
+    _kink_notes(compute.kinks, sink.rows, formula, note)
+    for column, count in propagation.vanishing.items():
+        if count and order == 1:
+            note(
+                f"{column} is 0 at first order in {count} of {sink.rows} rows: the first derivatives vanish there; "
+                "--order 2 adds the second-order terms"
+            )
+    for column, count in propagation.negative.items():
+        if count:
+            note(
+                f"{column}: the second-order variance is negative in {count} of {sink.rows} rows (the uncertainties "
+                "are too large for a Taylor expansion there); --check compares with Monte Carlo"
+            )
+    _non_finite_notes(sink, fmt, note)
+    gate.verdict(expectations)
+    if monte_carlo is not None and monte_carlo.failures:
+        raise DisagreementError(
+            f"propagate --check: {monte_carlo.failures} of {sink.rows * len(plan.outputs)} results disagree with "
+            f"Monte Carlo ({samples:,} draws) beyond --check-tolerance {check_tolerance:g}·sigma; first: "
+            f"{monte_carlo.first}"
+        )
+
+
+def _matrix(path: str) -> dict[str, dict[str, float]]:
+    """The covariance matrix of ``--cov FILE``: JSON ``{"m": {"m": 0.01, "g": 0.0003}, ...}``, or CSV/TSV
+    with the names in a header line and, optionally, first in each row (under an empty header)."""
+    import csv
+
+    try:
+        with open(path, "rb") as stream:
+            text = stream.read().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    if text.lstrip().startswith("{"):
+        import orjson
+
+        try:
+            matrix = orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON ({e})") from None
+        if not all(isinstance(r, dict) for r in matrix.values()):
+            raise DataError(f'{path}: expected an object of objects: {{"m": {{"m": 0.01, "g": 0.0003}}, ...}}')
+        return matrix
+    rows = [r for r in csv.reader(text.splitlines(), delimiter="\t" if "\t" in text.partition("\n")[0] else ",") if r]
+    if not rows:
+        raise DataError(f"{path}: is empty: expected a header line of names")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    labelled = header[0] == ""
+    names = header[1:] if labelled else header
+    if len(body) != len(names):
+        raise DataError(f"{path}: {len(names)} names in the header, but {len(body)} rows: the matrix must be square")
+    matrix: dict[str, dict[str, float]] = {}
+    for i, row in enumerate(body, start=1):
+        name = row[0].strip() if labelled else names[i - 1]
+        cells = row[1:] if labelled else row
+        if len(cells) != len(names):
+            raise DataError(f"{path}: row {i}: {len(cells)} numbers, expected {len(names)}")
+        try:
+            matrix[name] = {n: float(c) for n, c in zip(names, cells)}
+        except ValueError:
+            raise DataError(f"{path}: row {i}: not a number") from None
+    return matrix
+
+
 def report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
     """Write a check report whole, then exit 5 if any engine disagreed."""
     with destination(output) as stream:
@@ -411,20 +590,23 @@ def _sources(
     plan: Any,  # a transforms.Plan or a recurrences.Scan: what matters is its ``variables``
     points: sources.Points,
     source: Input,
+    reader: Any = None,
 ) -> tuple[Any, dict[str, str], list[str]]:
-    """The input reader (or None), the input column of each variable, and the coordinate columns;
-    usage errors for variables that nothing gives a value."""
+    """The input reader (``reader``, or one opened here; None without input), the input column of
+    each variable, and the coordinate columns; usage errors for variables that nothing gives a value.
+    A ``reader`` given has read its header."""
     from .language import variable_name
 
     renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping or [])}
     stray = sorted(set(renames) - set(plan.variables) - {m.rpartition("_")[0] for m in plan.indexed})
     if stray:
         raise UsageError(f"--map {stray[0]}=…: {stray[0]} is not a variable of the expression")
-    reader = None
     from_file: dict[str, str] = {}  # variable -> input column
     if source.input is not None:
-        reader = _reader(stack, source.input, source)
-        names = reader.header()
+        if reader is None:
+            reader = _reader(stack, source.input, source)
+            reader.header()
+        names = reader.names
         for variable, column in renames.items():
             if column not in names:  # the name may be shown: the user typed it
                 raise UsageError(f"--map {variable}={column}: {reader.name} has no column {column!r}")
@@ -467,6 +649,17 @@ def _torch(dtype: str, device: str, cpu_threads: int | None) -> tuple[Any, Any]:
 
         torch.set_num_threads(cpu_threads)
     return torch_dtype, target
+
+
+def _kink_notes(kinks: Mapping[str, int], rows: int, formula: api.Formula, note: Note) -> None:
+    """Where each output is not differentiable, counted."""
+    for name, count in kinks.items():
+        if count:
+            label = name if len(formula.texts) > 1 or formula.parsed[0].name else repr(formula.texts[0])
+            note(
+                f"{label} is not differentiable at {count} of {rows} points (a kink, tie, jump or branch "
+                "boundary); the derivatives there follow the conventions in the README"
+            )
 
 
 def _non_finite_notes(sink: Any, fmt: str, note: Note) -> None:

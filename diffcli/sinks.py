@@ -252,13 +252,20 @@ class TableSink(Sink):
         outputs: dict[str, dict[str, str]] = {}  # output -> quantity -> text
         variables: dict[str, dict[str, str]] = {n: {"at": row[n]} for n in self.layout.coordinates}
         fix, suffix = self.layout.prefix, self.layout.suffix  # --prefix d_: the headers read d_grad
+        if any(path[0] == "contribution" for path, _ in self.layout.quantities):  # propagate: u_m beside m
+            for name in [n for n in self.layout.coordinates if n.startswith("u_") and n[2:] in variables]:
+                variables[name[2:]]["u"] = variables.pop(name)["at"]
         for path, column in self.layout.quantities:
             head, *rest = path
             text = row[column]
-            if head in ("grad", "vjp"):
+            if head in ("grad", "vjp", "contribution") and len(rest) == 1:
                 variables.setdefault(rest[0], {})[f"{fix}{head}{suffix}"] = text
             elif head == "jacobian":
                 variables.setdefault(rest[1], {})[f"{fix}∂{rest[0]}{suffix}"] = text
+            elif head == "contribution":
+                variables.setdefault(rest[1], {})[f"{fix}contribution {rest[0]}{suffix}"] = text
+            elif head == "correlation":
+                outputs.setdefault(rest[0], {})[f"{fix}correlation {rest[1]}{suffix}"] = text
             elif head == "hessian":
                 variables.setdefault(rest[0], {})[f"{fix}hessian {rest[1]}{suffix}"] = text
             elif head == "aux":

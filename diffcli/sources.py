@@ -114,8 +114,9 @@ def points(at: Sequence[Mapping[str, float]], grids: Sequence[Group] = ()) -> Po
     return Points(tuple(result))
 
 
-def assignments(text: str, option: str) -> dict[str, float]:
-    """``x=1,y=pi/2`` -> {x: 1.0, y: 1.5707963267948966}; commas inside parentheses are kept."""
+def assignments(text: str, option: str, *, uncertain: bool = False) -> dict[str, float]:
+    """``x=1,y=pi/2`` -> {x: 1.0, y: 1.5707963267948966}; commas inside parentheses are kept.
+    ``uncertain``: a value may be ``2±0.1`` (or ``2+-0.1``), giving x and its uncertainty ``u_x``."""
     values: dict[str, float] = {}
     for item in split(text):
         name, equals, value = item.partition("=")
@@ -125,8 +126,23 @@ def assignments(text: str, option: str) -> dict[str, float]:
         option_name(name, option)
         if name in values:
             raise UsageError(f"{option} {text!r}: {name} is given twice")
-        values[name] = _number(value, f"{option} {name}")
+        mean, plus_minus, sigma = _plus_minus(value) if uncertain else (value, "", "")
+        values[name] = number(mean, f"{option} {name}")
+        if plus_minus:
+            values[f"u_{name}"] = number(sigma, f"{option} {name}: the uncertainty")
+            if values[f"u_{name}"] < 0:
+                raise UsageError(f"{option} {name}: an uncertainty is 0 or more, got {sigma.strip()!r}")
     return values
+
+
+def _plus_minus(text: str) -> tuple[str, str, str]:
+    """``2±0.1`` or ``2+-0.1`` -> ("2", "±", "0.1") at its ± outside parentheses; ``2`` -> ("2", "", "")."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and (ch == "±" or text.startswith("+-", i)):
+            return text[:i], "±", text[i + (1 if ch == "±" else 2) :]
+    return text, "", ""
 
 
 def grid(text: str) -> Grid:
@@ -137,7 +153,7 @@ def grid(text: str) -> Grid:
     if not equals or len(parts) != 3:
         raise UsageError(f"--grid {text!r}: expected name=start:stop:count, e.g. x=0:10:100")
     option_name(name, "--grid")
-    start, stop = (_number(p, f"--grid {name}") for p in parts[:2])
+    start, stop = (number(p, f"--grid {name}") for p in parts[:2])
     try:
         count = int(parts[2])
     except ValueError:
@@ -162,7 +178,8 @@ def split(text: str) -> list[str]:
     return [*items, current]
 
 
-def _number(text: str, what: str) -> float:
+def number(text: str, what: str) -> float:
+    """``text`` as a number (``pi/4``), or a usage error naming ``what``."""
     try:
         return parse_number(text)
     except DiffcliError as e:

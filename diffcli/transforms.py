@@ -105,7 +105,7 @@ def plan(
         raise UsageError("no expression given")
     if operation in ("grad", "hessian", "derivative", "taylor") and len(parsed) > 1:
         raise UsageError(f"{operation} takes one expression, got {len(parsed)}", hint="use jacobian for several")
-    names = _output_names(parsed)
+    names = output_names(parsed)
     exprs = [rules.accurate(p.expr) for p in parsed]
     free = set().union(*(variables_of(e) for e in exprs))
     wrt = members([variable_name(w) for w in wrt], free)  # --wrt x[2], and x for the family x[i]
@@ -131,10 +131,7 @@ def plan(
         option_name(name, option("wrt"))
     single = len(parsed) == 1
 
-    quantities: list[Quantity] = []
-    for name, p in zip(names, parsed):
-        column = "value" if single and p.name is None else name
-        quantities.append(Quantity(("value",) if single else ("value", name), column, p.expr))
+    quantities = values(parsed, names)
     value_of = {n: q.column for n, q in zip(names, quantities)}
     first = (value_of[names[0]],)
 
@@ -197,6 +194,25 @@ def plan(
         elif operation == "taylor":
             quantities += _taylor_quantities(exprs[0], wrt, order or 0, first)
 
+    return assemble(operation, quantities, parsed, names, exprs, wrt, aux, prefix, suffix)
+
+
+def assemble(
+    operation: str,
+    quantities: Sequence[Quantity],
+    parsed: Sequence[Parsed],
+    names: Sequence[str],
+    exprs: Sequence[sympy.Expr],
+    wrt: Sequence[str],
+    aux: Sequence[Parsed],
+    prefix: str,
+    suffix: str,
+    needs: Sequence[str] = (),
+) -> Plan:
+    """The plan of ``quantities`` (of the outputs ``names``: ``exprs``, as ``parsed``): the
+    auxiliary outputs after them, every column between ``prefix`` and ``suffix``, the variables
+    to give (those of the formulas, ``wrt`` and ``needs``) and where the outputs have kinks."""
+    quantities = list(quantities)
     for a in aux:
         if a.name is None:
             raise UsageError(
@@ -205,14 +221,14 @@ def plan(
         quantities.append(Quantity(("aux", a.name), a.name, a.expr))
     named = {q.column: f"{prefix}{q.column}{suffix}" for q in quantities}
     quantities = [replace(q, column=named[q.column], of=tuple(named[c] for c in q.of)) for q in quantities]
-    needed = free | set(wrt) | set().union(*(variables_of(a.expr) for a in aux))
+    needed = set().union(*(variables_of(e) for e in [*exprs, *(a.expr for a in aux)]), wrt, needs)
     _check_unique([q.column for q in quantities], needed)
     places = () if operation == "value" else tuple((n, rules.kinks(e)) for n, e in zip(names, exprs))
     return Plan(
         tuple(quantities),
         tuple(in_order(needed)),
         tuple(names),
-        wrt,
+        tuple(wrt),
         tuple(k for k in places if k[1] is not sympy.false),
         frozenset().union(*(p.indexed for p in [*parsed, *aux])),
     )
@@ -426,7 +442,17 @@ class Differentiator:
         return sympy.Add(*(p * self(a, variable) for p, a in zip(partials, expr.args) if variable in self.variables(a)))
 
 
-def _output_names(parsed: Sequence[Parsed]) -> list[str]:
+def values(parsed: Sequence[Parsed], names: Sequence[str]) -> list[Quantity]:
+    """The outputs' values: one ``value``, or one column per output, named."""
+    single = len(parsed) == 1
+    return [
+        Quantity(("value",) if single else ("value", n), "value" if single and p.name is None else n, p.expr)
+        for n, p in zip(names, parsed)
+    ]
+
+
+def output_names(parsed: Sequence[Parsed]) -> list[str]:
+    """Each output's name: its own (``u=x*y``), else f1, f2, …"""
     names = [p.name or f"f{i}" for i, p in enumerate(parsed, start=1)]
     for name in names:
         if names.count(name) > 1:
@@ -441,10 +467,10 @@ def _components(given: Mapping[str, float], names: Sequence[str], option: str, k
             f"{option} names {', '.join(unknown)}, which is not a differentiated {kind}",
             hint=f"the {kind}s are: {', '.join(names)}",
         )
-    return {n: _exact(given.get(n, 0.0)) for n in names}
+    return {n: exact(given.get(n, 0.0)) for n in names}
 
 
-def _exact(weight: float) -> sympy.Number:
+def exact(weight: float) -> sympy.Number:
     """An integral weight as an Integer, so a tangent of 1 gives 2*x rather than 2.0*x."""
     return sympy.Integer(int(weight)) if float(weight).is_integer() else sympy.Float(weight)
 
