@@ -480,18 +480,8 @@ def propagate(
     if reader is not None and reader.skipped:
         note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
     _kink_notes(compute.kinks, sink.rows, formula, note)
-    for column, count in propagation.vanishing.items():
-        if count and order == 1:
-            note(
-                f"{column} is 0 at first order in {count} of {sink.rows} rows: the first derivatives vanish there; "
-                "--order 2 adds the second-order terms"
-            )
-    for column, count in propagation.negative.items():
-        if count:
-            note(
-                f"{column}: the second-order variance is negative in {count} of {sink.rows} rows (the uncertainties "
-                "are too large for a Taylor expansion there); --check compares with Monte Carlo"
-            )
+    for text in propagation.notes(sink.rows, order):
+        note(text)
     _non_finite_notes(sink, fmt, note)
     gate.verdict(expectations)
     if monte_carlo is not None and monte_carlo.failures:

@@ -29,6 +29,10 @@ from .errors import DataError, DiffcliError, ExitCode, UsageError, spelled
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
 CHECK_FIELDS = ("op", "expr", "wrt", "order", "rtol", "atol", "allow_kinks", "dtype")
 SCAN_FIELDS = ("op", "expr", "init", "steps", "outputs", "wrt", "trajectory", "method", "dtype")
+PROPAGATE_FIELDS = (
+    *("op", "expr", "aux", "sigma", "correlation", "covariance", "order", "coverage"),
+    *("check", "samples", "seed", "tolerance", "dtype"),
+)
 CACHED = 256  # compiled formulas kept
 CPU = torch.device("cpu")
 MAX_REQUEST_POINTS = 1_000_000  # per request: its answer is one line, built in memory (about 100 MB at this size)
@@ -69,6 +73,7 @@ class Session:
 
     def __init__(self) -> None:
         self.compiled: OrderedDict[bytes, tuple[transforms.Plan, pipeline.Evaluator, tuple[str, ...]]] = OrderedDict()
+        self.formulas: OrderedDict[bytes, api.Formula] = OrderedDict()  # propagate's, by text
 
     def answers(self, lines: Iterable[bytes]) -> Iterator[bytes]:
         for line in lines:
@@ -95,7 +100,8 @@ class Session:
 
     def _evaluate(self, request: dict[str, Any]) -> bytes:
         op = request.get("op")
-        fields = {"check": CHECK_FIELDS, "scan": SCAN_FIELDS}.get(op, FIELDS) if isinstance(op, str) else FIELDS
+        fields = {"check": CHECK_FIELDS, "scan": SCAN_FIELDS, "propagate": PROPAGATE_FIELDS}
+        fields = fields.get(op, FIELDS) if isinstance(op, str) else FIELDS
         unknown = sorted(set(request) - {*fields, "id", "at", "grid", "precision"})
         if unknown:
             raise UsageError(f"unknown request field {unknown[0]!r}", hint=f"fields: {', '.join(sorted(fields))}")
@@ -107,6 +113,8 @@ class Session:
             )
         if op == "check":
             return self._check(request, points)
+        if op == "propagate":
+            return self._propagate(request, points)
         notes: list[str] = []
         if op == "scan":
             recurrence, steps, trajectory, method = self._scan(request, notes)
@@ -163,6 +171,48 @@ class Session:
         notes = {"notes": list(formula.notes)} if formula.notes else {}
         answer = {"report": rows, "ok": all(r["ok"] for r in rows), **notes}
         return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _propagate(self, request: dict[str, Any], points: sources.Points) -> bytes:
+        """A propagate request: its results as the command's JSON, and its notes."""
+        key = orjson.dumps({k: request.get(k) for k in ("expr", "aux")}, option=orjson.OPT_SORT_KEYS)
+        if key not in self.formulas:
+            aux = request.get("aux") or {}
+            if not isinstance(aux, dict) or not all(isinstance(e, str) for e in aux.values()):
+                raise UsageError('"aux" must be an object of name: expression')
+            self.formulas[key] = api.formula(_strings(request.get("expr"), "expr"), aux)
+            if len(self.formulas) > CACHED:
+                self.formulas.popitem(last=False)
+        formula = self.formulas[key]
+        self.formulas.move_to_end(key)
+        samples, seed = _integer(request.get("samples"), "samples"), _integer(request.get("seed"), "seed")
+        order = _integer(request.get("order"), "order") or 1
+        coverage, tolerance = request.get("coverage"), request.get("tolerance")
+        propagation = formula.propagation(
+            points.names,
+            sigma=request.get("sigma"),
+            correlation=request.get("correlation"),
+            covariance=request.get("covariance"),
+            order=order,
+            coverage=coverage,
+            check=_flag(request.get("check"), "check"),
+            samples=100_000 if samples is None else samples,
+            seed=seed or 0,
+            tolerance=0.1 if tolerance is None else tolerance,
+            dtype=_dtype(request),
+            device=CPU,
+        )
+        frame = points.take(np.arange(len(points)))
+        results = api.propagated(propagation, frame)
+        stream = io.BytesIO()
+        sink = sinks.JsonSink(
+            stream, sinks.Layout(points.names, propagation.columns), _precision(request.get("precision")), lines=True
+        )
+        sink.write(frame.hstack(pl.DataFrame({c: r.cpu().numpy() for c, r in results.items()})))
+        notes = [*formula.notes, *propagation.notes(sink.rows, order)]
+        notes += [f"{c} is not finite in {n} of {sink.rows} rows (written as null)" for c, n in sink.non_finite.items()]
+        objects = stream.getvalue().rstrip(b"\n").split(b"\n")
+        body = objects[0] if len(objects) == 1 else b'{"results":[' + b",".join(objects) + b"]}"
+        return body[:-1] + b',"notes":' + orjson.dumps(notes) + b"}" if notes else body
 
     def _scan(self, request: dict[str, Any], notes: list[str]) -> tuple[Any, int, bool, str]:
         """A scan request: the compiled recurrence, its steps, and how to run it."""

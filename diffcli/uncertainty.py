@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import sympy
 
 from . import rules, transforms
-from .errors import DataError, UsageError, option
+from .errors import DataError, UsageError, example, option
 from .language import Parsed, in_order, option_name, symbol, symbolic_time_limit, variable_name
 
 if TYPE_CHECKING:
@@ -338,6 +338,22 @@ class Propagation:
         """The (JSON path, column) of every number it reports."""
         extra = [c for columns in self.monte_carlo.columns for c in columns] if self.monte_carlo else []
         return [*((q.path, q.column) for q in self.plan.quantities), *extra]
+
+    def notes(self, rows: int, order: int) -> list[str]:
+        """What a reader of ``rows`` results should know: sigmas that first order leaves at 0, and
+        negative second-order variances."""
+        notes = [
+            f"{column} is 0 at first order in {count} of {rows} rows: the first derivatives vanish there; "
+            f"{example('order', '2', '2')} adds the second-order terms"
+            for column, count in self.vanishing.items()
+            if count and order == 1
+        ]
+        return notes + [
+            f"{column}: the second-order variance is negative in {count} of {rows} rows (the uncertainties are too "
+            f"large for a Taylor expansion there); {option('check')} compares with Monte Carlo"
+            for column, count in self.negative.items()
+            if count
+        ]
 
     def evaluate(self, values: Mapping[str, torch.Tensor], like: torch.Tensor) -> dict[str, torch.Tensor]:
         check_uncertainties(values, self.plan.wrt, lambda row, column: self.place(self.rows + row, column))
