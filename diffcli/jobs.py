@@ -444,8 +444,9 @@ def propagate(
                     + (f", nor a column of {reader.name}" if reader else " (nor a column: there is no --input)")
                 )
         torch_dtype, target = _torch(dtype, device, cpu_threads)
+        mapped = [sources.variable_name(_pair(m, "--map")[0]) for m in source.mapping or []]  # --map u_m=dm
         propagation = formula.propagation(
-            [*points.names, *header], sigma=given.columns, correlation=given.pairs, order=order, coverage=coverage,
+            [*points.names, *header, *mapped], sigma=given.columns, correlation=given.pairs, order=order, coverage=coverage,
             check=check, samples=samples, seed=seed, tolerance=check_tolerance, prefix=prefix, suffix=suffix,
             dtype=torch_dtype, device=target,
         )  # fmt: skip
