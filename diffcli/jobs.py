@@ -446,9 +446,9 @@ def propagate(
         torch_dtype, target = _torch(dtype, device, cpu_threads)
         mapped = [sources.variable_name(_pair(m, "--map")[0]) for m in source.mapping or []]  # --map u_m=dm
         propagation = formula.propagation(
-            [*points.names, *header, *mapped], sigma=given.columns, correlation=given.pairs, order=order, coverage=coverage,
-            check=check, samples=samples, seed=seed, tolerance=check_tolerance, prefix=prefix, suffix=suffix,
-            dtype=torch_dtype, device=target,
+            [*points.names, *header, *mapped], sigma=given.columns, correlation=given.pairs, order=order,
+            coverage=coverage, check=check, samples=samples, seed=seed, tolerance=check_tolerance, prefix=prefix,
+            suffix=suffix, dtype=torch_dtype, device=target,
         )  # fmt: skip
         plan, monte_carlo = propagation.plan, propagation.monte_carlo
         if (symbolic or latex) and not (at or grid or source.input):
