@@ -283,6 +283,15 @@ SCAN_OPTIONS = [
         "--check",
         help="Instead of the results: forward mode against reverse mode and finite differences (exit 5 if apart).",
     ),
+    _option("plot", bool, False, "--plot", help="With --trajectory: draw the steps on stdout instead of the rows."),
+    _option(
+        "plot_output",
+        _Text,
+        None,
+        "--plot-output",
+        metavar="FILE",
+        help="With --trajectory: a figure (.png .svg .pdf).",
+    ),
     *EXPECT,
 ]
 

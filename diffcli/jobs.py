@@ -246,9 +246,18 @@ def scan(
     note: Note = lambda text: None,
     progress: Callable[[], Progress] = Progress,
     cpu_threads: int | None = None,
+    plot: bool = False,
+    plot_output: str | None = None,
 ) -> None:
     """``diffcli scan``: the points as for every command, one run of the recurrence per point;
-    with ``check``, the report of ``check`` instead of the results."""
+    with ``check``, the report of ``check`` instead of the results; with ``plot``, the trajectory
+    drawn on stdout instead of written there (``plot_output``: a figure, or the drawing, in a file)."""
+    if (plot or plot_output) and not trajectory:
+        raise UsageError("--plot draws the steps of a run: add --trajectory")
+    if plot_output:
+        from .plots import require_matplotlib
+
+        require_matplotlib(f"--plot-output {plot_output}")
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
     _check_precision(precision)
@@ -270,6 +279,8 @@ def scan(
         raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
     fmt = _format(fmt, output)
     points = _points(at, grid)
+    if (plot or plot_output) and (source.input is not None or len(points) != 1):
+        raise UsageError("--plot draws one run: give the parameters one value each (--at r=2.8), no --input")
     recurrence = api.recurrence_of(
         updates, sources.assignments(init, "--init"), outputs=results, wrt=wrt, prefix=prefix, suffix=suffix
     )
@@ -295,9 +306,13 @@ def scan(
             [*coordinates, *(["step"] if trajectory else [])], recurrence.columns, prefix=prefix, suffix=suffix
         )
         expectations = gate.expectations(stack, torch_dtype, layout, source)
-        stream = stack.enter_context(destination(output))
+        drawn_here = plot and output in (None, "-")  # the drawing takes stdout: the rows go nowhere
+        stream = io.BytesIO() if drawn_here else stack.enter_context(destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
-        write = gate.watching(expectations, sink.write)
+        kept: list[Any] = []
+        write = gate.watching(expectations, kept.append if drawn_here else sink.write)
+        if plot or plot_output:
+            write = _keeping(write, kept, drawn_here)
         shown = progress()
         recurrence.step_done = lambda share: shown.update(done=share)
         for frame in _watched(reader, shown)(frames):
@@ -306,6 +321,8 @@ def scan(
             ):
                 write(result)
         sink.close()
+    if plot or plot_output:
+        _draw_trajectory(kept, recurrence.columns, ", ".join(updates), plot, plot_output)
     _conditioning_note(recurrence, torch_dtype, note)
     _non_finite_notes(sink, fmt, note)
     gate.verdict(expectations)
@@ -431,6 +448,47 @@ def plot(
         stream.write(picture)
     for column, bad in drawn.non_finite().items():
         note(f"{column} is not finite at {bad} of {rows} points (left out: a gap in the plot)")
+
+
+def _keeping(write: Callable[[Any], None], kept: list[Any], drawn_here: bool) -> Callable[[Any], None]:
+    """``write``, also keeping each batch for the plot (``drawn_here``: ``write`` keeps them already)."""
+    if drawn_here:
+        return write
+
+    def keep(frame: Any) -> None:
+        write(frame)
+        kept.append(frame)
+
+    return keep
+
+
+def _draw_trajectory(frames: list[Any], columns: list[Any], title: str, plot: bool, plot_output: str | None) -> None:
+    """``scan --plot``: the states (or outputs) and their sensitivities over the steps, drawn on
+    stdout (colour on a terminal) and, with ``plot_output``, into that file (by its extension)."""
+    import polars as pl
+
+    from . import plots
+
+    frame = pl.concat(frames)
+    values = [c for path, c in columns if path[0] == "value"]
+    drawn = plots.trajectory(
+        {c: frame[c].to_numpy() for c in frame.columns}, values, [c for _, c in columns if c not in values], title=title
+    )
+    if plot:
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        with destination(None) as stream:
+            stream.write((drawn.text(colour=colour) + "\n").encode())
+    if plot_output:
+        target = _plot_target("auto", plot_output)
+        if target not in ("plot", *plots.FIGURES):
+            raise UsageError(f"--plot-output {plot_output}: a figure (.png, .svg, .pdf) or the drawing (.txt)")
+        buffer = io.BytesIO()
+        if target == "plot":
+            buffer.write((drawn.text() + "\n").encode())
+        else:
+            drawn.figure().savefig(buffer, format=target, dpi=plots.DPI)
+        with destination(plot_output) as stream:
+            stream.write(buffer.getvalue())
 
 
 def report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
