@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from .data import Table
+    from .plots import Plot
     from .recurrences import Scan
     from .uncertainty import Propagation
 
@@ -302,14 +303,39 @@ class Formula:
         sinks.Layout(list(columns), propagation.columns)  # clashes, before work
         return propagation
 
+    def kinks(self, data: Data, *, dtype: Dtype = "float64", device: Device = None) -> Data:
+        """Where each expression is not differentiable (a kink, tie, jump or branch boundary; README:
+        "Conventions at the hard points"): a column ``kink_f1`` (or ``kink_NAME``) per expression, True there."""
+        return self._apply("jacobian", data, dtype, device, kinks=True)
+
+    def plot(
+        self,
+        grid: Mapping[str, Any],
+        *,
+        at: Mapping[str, float] | None = None,
+        show: Sequence[str] | str = ("value", "grad"),
+        dtype: Dtype = "float64",
+        device: Device = None,
+    ) -> Plot:
+        """The plot of ``diffcli plot`` (``plots.Plot``): over ``grid`` (``{"x": (-3, 3, 400)}``, ends
+        included, or the values; two variables: a heatmap), the curves ``show`` names (``value``,
+        ``grad``, ``hessian``, ``derivative:N``). ``str(plot)`` draws it for a terminal,
+        ``plot.figure()`` is a matplotlib Figure, ``plot.save("f.png")`` writes one, ``plot.data`` the numbers."""
+        from .plots import of_formula
+
+        return of_formula(self, grid, at=at, show=show, dtype=dtype, device=device)
+
     def symbolic(self, operation: str = "value", *, latex: bool = False, **options: Any) -> dict[str, str]:
         """Each result's formula as text (``latex``: as LaTeX), simplified where that is quick:
         ``f.symbolic("grad")`` is ``{"value": ..., "grad_x": ...}``."""
         texts, _ = transforms.symbolic(self.compiled(operation, **options).plan, latex=latex)
         return texts
 
-    def _apply(self, operation: str, data: Data, dtype: Dtype, device: Device, **options: Any) -> Data:
-        """``operation`` at every row of ``data``, as the data's own kind."""
+    def _apply(
+        self, operation: str, data: Data, dtype: Dtype, device: Device, kinks: bool = False, **options: Any
+    ) -> Data:
+        """``operation`` at every row of ``data``, as the data's own kind; with ``kinks``, instead of
+        its results, where each expression is not differentiable."""
         if type(data).__module__.startswith("dask."):
             from .dask import apply
 
@@ -325,6 +351,10 @@ class Formula:
         values = table.tensors(_sources(compiled.plan, table), torch_dtype, target)
         with torch.no_grad():
             results = compiled.evaluate(values, torch.empty(table.height, dtype=torch_dtype, device=target))
+        if kinks:
+            none = torch.zeros(table.height, dtype=torch.bool, device=target)
+            found = {o: results.get(transforms.KINK + o, none).bool() for o in compiled.plan.outputs}
+            return table.joined({f"kink_{o}": k for o, k in found.items()})
         return table.joined({k: v for k, v in results.items() if not k.startswith(transforms.KINK)})
 
 

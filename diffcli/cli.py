@@ -283,6 +283,15 @@ SCAN_OPTIONS = [
         "--check",
         help="Instead of the results: forward mode against reverse mode and finite differences (exit 5 if apart).",
     ),
+    _option("plot", bool, False, "--plot", help="With --trajectory: draw the steps on stdout instead of the rows."),
+    _option(
+        "plot_output",
+        _Text,
+        None,
+        "--plot-output",
+        metavar="FILE",
+        help="With --trajectory: a figure (.png .svg .pdf).",
+    ),
     *EXPECT,
 ]
 
@@ -346,6 +355,54 @@ _propagate_command.__doc__ = (
     "Uncertainties: m=2±0.1 (or 2+-0.1) in --at, --sigma m=0.1, --sigma m=COLUMN, or input columns u_m."
 )
 app.command("propagate")(_propagate_command)
+
+
+PLOT_OPTIONS = [
+    _option(
+        "grid", _Many, None, "--grid", metavar="NAME=START:STOP:COUNT", help="The x axis; a second one: a heatmap."
+    ),
+    _option("at", _Many, None, "--at", metavar="NAME=VALUE,...", help="The other variables' values."),
+    _option(
+        "show",
+        str,
+        "value,grad",
+        "--show",
+        metavar="CURVES",
+        autocompletion=_choices("value", "grad", "hessian", "derivative:"),
+        help="value, grad, hessian, derivative:N, comma-separated.",
+    ),
+    _option(
+        "size", _Text, None, "--size", metavar="WxH", help="A figure's pixels (960x600); a drawing's columns x lines."
+    ),
+    _option(
+        "fmt",
+        str,
+        "auto",
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        autocompletion=_choices("auto", "plot", "png", "svg", "pdf", "csv", "tsv", "json", "ndjson", "parquet"),
+        help="auto (a drawing on a terminal, CSV in a pipe), plot, png, svg, pdf, csv, tsv, json, ndjson, parquet.",
+    ),
+    _option("output", _Text, None, "--output", "-o", metavar="FILE", help="Write here (.png .svg .pdf .txt .csv ...)."),
+]
+
+
+def _plot_command(**options: Any) -> None:
+    with _error_boundary():
+        from . import jobs
+
+        jobs.plot(**options, note=_note, cpu_threads=CPU_THREADS)
+
+
+_plot_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [EXPRESSIONS, *PLOT_OPTIONS, *(p for p in COMMON if p.name in ("device", "dtype", "precision"))]
+)
+_plot_command.__doc__ = (
+    "Plot expressions and their derivatives: in the terminal, as a PNG/SVG/PDF figure, or as numbers in a pipe.\n\n"
+    "Example: diffcli plot 'x*sin(x)' --grid x=-3:3:400 --show value,grad,hessian"
+)
+app.command("plot")(_plot_command)
 
 
 @app.command("run")

@@ -246,9 +246,18 @@ def scan(
     note: Note = lambda text: None,
     progress: Callable[[], Progress] = Progress,
     cpu_threads: int | None = None,
+    plot: bool = False,
+    plot_output: str | None = None,
 ) -> None:
     """``diffcli scan``: the points as for every command, one run of the recurrence per point;
-    with ``check``, the report of ``check`` instead of the results."""
+    with ``check``, the report of ``check`` instead of the results; with ``plot``, the trajectory
+    drawn on stdout instead of written there (``plot_output``: a figure, or the drawing, in a file)."""
+    if (plot or plot_output) and not trajectory:
+        raise UsageError("--plot draws the steps of a run: add --trajectory")
+    if plot_output:
+        from .plots import require_matplotlib
+
+        require_matplotlib(f"--plot-output {plot_output}")
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
     _check_precision(precision)
@@ -270,6 +279,8 @@ def scan(
         raise UsageError("--output-expr needs a name: --output-expr loss=(x-0.5)**2")
     fmt = _format(fmt, output)
     points = _points(at, grid)
+    if (plot or plot_output) and (source.input is not None or len(points) != 1):
+        raise UsageError("--plot draws one run: give the parameters one value each (--at r=2.8), no --input")
     recurrence = api.recurrence_of(
         updates, sources.assignments(init, "--init"), outputs=results, wrt=wrt, prefix=prefix, suffix=suffix
     )
@@ -295,9 +306,13 @@ def scan(
             [*coordinates, *(["step"] if trajectory else [])], recurrence.columns, prefix=prefix, suffix=suffix
         )
         expectations = gate.expectations(stack, torch_dtype, layout, source)
-        stream = stack.enter_context(destination(output))
+        drawn_here = plot and output in (None, "-")  # the drawing takes stdout: the rows go nowhere
+        stream = io.BytesIO() if drawn_here else stack.enter_context(destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
-        write = gate.watching(expectations, sink.write)
+        kept: list[Any] = []
+        write = gate.watching(expectations, kept.append if drawn_here else sink.write)
+        if plot or plot_output:
+            write = _keeping(write, kept, drawn_here)
         shown = progress()
         recurrence.step_done = lambda share: shown.update(done=share)
         for frame in _watched(reader, shown)(frames):
@@ -306,6 +321,8 @@ def scan(
             ):
                 write(result)
         sink.close()
+    if plot or plot_output:
+        _draw_trajectory(kept, recurrence.columns, ", ".join(updates), plot, plot_output)
     _conditioning_note(recurrence, torch_dtype, note)
     _non_finite_notes(sink, fmt, note)
     gate.verdict(expectations)
@@ -534,6 +551,122 @@ def _matrix(path: str) -> dict[str, dict[str, float]]:
     return matrix
 
 
+def plot(
+    *,
+    exprs: list[str],
+    grid: list[str] | None = None,
+    at: list[str] | None = None,
+    show: str = "value,grad",
+    size: str | None = None,
+    device: str = "auto",
+    dtype: str = "float64",
+    fmt: str = "auto",
+    output: str | None = None,
+    precision: int | None = None,
+    note: Note = lambda text: None,
+    cpu_threads: int | None = None,
+) -> None:
+    """``diffcli plot``: the plot of ``plots.of_formula`` drawn for the terminal (``--format
+    plot``: the default on one), as a figure (PNG, SVG, PDF), or as its numbers (in a pipe: CSV)."""
+    from . import plots
+
+    _check_precision(precision)
+    target = _plot_target(fmt, output)
+    if not grid or len(grid) > 2:
+        raise UsageError(
+            f"plot draws over one --grid (curves) or two (a heatmap), got {len(grid or [])}",
+            hint="give the x axis: --grid x=-3:3:400",
+        )
+    if at and len(at) > 1:
+        raise UsageError("plot takes one value of each other variable: give --at once (--at y=1,z=2)")
+    if target == "plot" and len(grid) == 2:
+        raise UsageError(
+            "a heatmap over two grids is drawn as a figure, not in the terminal", hint="write one: --output plot.png"
+        )
+    if target in plots.FIGURES:
+        plots.require_matplotlib(f"--output {output}" if output and output != "-" else f"--format {target}")
+    width, height = _size(size, target in plots.FIGURES)
+    formula = api.formula(exprs)
+    for text in formula.notes:
+        note(text)
+    grids = [sources.grid(g) for g in grid]
+    if grids[0].names == grids[-1].names and len(grids) == 2:
+        raise UsageError(f"--grid {grids[0].names[0]} is given twice; a heatmap takes two variables")
+    torch_dtype, target_device = _torch(dtype, device, cpu_threads)
+    drawn = plots.of_formula(
+        formula,
+        {g.names[0]: g for g in grids},
+        at=sources.assignments(at[0], "--at") if at else None,
+        show=show,
+        dtype=torch_dtype,
+        device=target_device,
+    )
+    rows = len(drawn.kinked)
+    _kink_notes({o: int(k.sum()) for o, k in drawn.kinks.items()}, rows, formula, note)
+    if target not in ("plot", *plots.FIGURES):
+        import polars as pl
+
+        layout = sinks.Layout([c for c in drawn.data if c not in drawn.labels], drawn.quantities)
+        with destination(output) as stream:
+            sink = sinks.open_sink(target, stream, layout, precision=precision, title=drawn.title)
+            sink.write(pl.DataFrame(drawn.data))
+            sink.close()
+        _non_finite_notes(sink, target, note)
+        return
+    if target == "plot":
+        colour = output in (None, "-") and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        picture = (drawn.text(width, height, colour=colour) + "\n").encode()
+    else:
+        buffer = io.BytesIO()
+        drawn.figure(width or plots.SIZE[0], height or plots.SIZE[1]).savefig(buffer, format=target, dpi=plots.DPI)
+        picture = buffer.getvalue()
+    with destination(output) as stream:
+        stream.write(picture)
+    for column, bad in drawn.non_finite().items():
+        note(f"{column} is not finite at {bad} of {rows} points (left out: a gap in the plot)")
+
+
+def _keeping(write: Callable[[Any], None], kept: list[Any], drawn_here: bool) -> Callable[[Any], None]:
+    """``write``, also keeping each batch for the plot (``drawn_here``: ``write`` keeps them already)."""
+    if drawn_here:
+        return write
+
+    def keep(frame: Any) -> None:
+        write(frame)
+        kept.append(frame)
+
+    return keep
+
+
+def _draw_trajectory(frames: list[Any], columns: list[Any], title: str, plot: bool, plot_output: str | None) -> None:
+    """``scan --plot``: the states (or outputs) and their sensitivities over the steps, drawn on
+    stdout (colour on a terminal) and, with ``plot_output``, into that file (by its extension)."""
+    import polars as pl
+
+    from . import plots
+
+    frame = pl.concat(frames)
+    values = [c for path, c in columns if path[0] == "value"]
+    drawn = plots.trajectory(
+        {c: frame[c].to_numpy() for c in frame.columns}, values, [c for _, c in columns if c not in values], title=title
+    )
+    if plot:
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        with destination(None) as stream:
+            stream.write((drawn.text(colour=colour) + "\n").encode())
+    if plot_output:
+        target = _plot_target("auto", plot_output)
+        if target not in ("plot", *plots.FIGURES):
+            raise UsageError(f"--plot-output {plot_output}: a figure (.png, .svg, .pdf) or the drawing (.txt)")
+        buffer = io.BytesIO()
+        if target == "plot":
+            buffer.write((drawn.text() + "\n").encode())
+        else:
+            drawn.figure().savefig(buffer, format=target, dpi=plots.DPI)
+        with destination(plot_output) as stream:
+            stream.write(buffer.getvalue())
+
+
 def report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:
     """Write a check report whole, then exit 5 if any engine disagreed."""
     with destination(output) as stream:
@@ -569,6 +702,93 @@ def _watched(reader: Any, progress: Progress) -> Callable[[Iterator[Any]], Itera
             progress.close()
 
     return watch
+
+
+def _kink_notes(kinks: dict[str, int], rows: int, formula: api.Formula, note: Note) -> None:
+    """For each expression, at how many of ``rows`` points it is not differentiable."""
+    for name, count in kinks.items():
+        if count:
+            label = name if len(formula.texts) > 1 or formula.parsed[0].name else repr(formula.texts[0])
+            note(
+                f"{label} is not differentiable at {count} of {rows} points (a kink, tie, jump or branch "
+                "boundary); the derivatives there follow the conventions in the README"
+            )
+
+
+def _plot_target(fmt: str, output: str | None) -> str:
+    """What ``plot`` writes: ``plot`` (the drawing, as text), a figure's format, or a data format;
+    ``auto`` by the ``--output`` file's extension, else the drawing on a terminal and CSV in a pipe."""
+    from .plots import FIGURES
+
+    if fmt == "auto":
+        if output and output != "-":
+            extension = os.path.splitext(output)[1].lower().lstrip(".")
+            known = {"jsonl": "ndjson", "pq": "parquet", "txt": "plot"}.get(extension, extension)
+            if known in (*FIGURES, *sinks.FORMATS, "plot") and known != "table":
+                return known
+            raise UsageError(
+                f"--output {output}: plot writes a figure (.png, .svg, .pdf), the drawing (.txt) or its numbers "
+                "(.csv, .tsv, .json, .ndjson, .parquet)",
+                hint="or name the format: --format png",
+            )
+        return "plot" if sys.stdout.isatty() else "csv"
+    if fmt not in ("plot", *FIGURES, *sinks.FORMATS):
+        raise UsageError(f"unknown --format {fmt!r}; expected auto, plot, {', '.join((*FIGURES, *sinks.FORMATS))}")
+    if fmt == "parquet" and not output:
+        raise UsageError("--format parquet needs --output FILE")
+    if fmt in FIGURES and output in (None, "-") and sys.stdout.isatty():
+        raise UsageError(f"--format {fmt} is an image, not text: give --output FILE or redirect stdout")
+    return fmt
+
+
+def _size(text: str | None, pixels: bool) -> tuple[int | None, int | None]:
+    """``--size WxH``: a figure's pixels, or the drawing's columns and lines (None: the defaults)."""
+    if text is None:
+        return None, None
+    w, _, h = text.lower().partition("x")
+    least = 100 if pixels else 20
+    if not (w.strip().isdigit() and h.strip().isdigit() and least <= int(w) <= 20_000 and 8 <= int(h) <= 20_000):
+        unit = "pixels" if pixels else "columns x lines"
+        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT in {unit}, at least {least}x8, e.g. 960x600")
+    return int(w), int(h)
+
+
+def _plot_target(fmt: str, output: str | None) -> str:
+    """What ``plot`` writes: ``plot`` (the drawing, as text), a figure's format, or a data format;
+    ``auto`` by the ``--output`` file's extension, else the drawing on a terminal and CSV in a pipe."""
+    from .plots import FIGURES
+
+    if fmt == "auto":
+        if output and output != "-":
+            extension = os.path.splitext(output)[1].lower().lstrip(".")
+            known = {"jsonl": "ndjson", "pq": "parquet", "txt": "plot"}.get(extension, extension)
+            if known in (*FIGURES, *sinks.FORMATS, "plot") and known != "table":
+                return known
+            raise UsageError(
+                f"--output {output}: plot writes a figure (.png, .svg, .pdf), the drawing (.txt) or its numbers "
+                "(.csv, .tsv, .json, .ndjson, .parquet)",
+                hint="or name the format: --format png",
+            )
+        return "plot" if sys.stdout.isatty() else "csv"
+    if fmt not in ("plot", *FIGURES, *sinks.FORMATS):
+        raise UsageError(f"unknown --format {fmt!r}; expected auto, plot, {', '.join((*FIGURES, *sinks.FORMATS))}")
+    if fmt == "parquet" and not output:
+        raise UsageError("--format parquet needs --output FILE")
+    if fmt in FIGURES and output in (None, "-") and sys.stdout.isatty():
+        raise UsageError(f"--format {fmt} is an image, not text: give --output FILE or redirect stdout")
+    return fmt
+
+
+def _size(text: str | None, pixels: bool) -> tuple[int | None, int | None]:
+    """``--size WxH``: a figure's pixels, or the drawing's columns and lines (None: the defaults)."""
+    if text is None:
+        return None, None
+    w, _, h = text.lower().partition("x")
+    least = 100 if pixels else 20
+    if not (w.strip().isdigit() and h.strip().isdigit() and least <= int(w) <= 20_000 and 8 <= int(h) <= 20_000):
+        unit = "pixels" if pixels else "columns x lines"
+        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT in {unit}, at least {least}x8, e.g. 960x600")
+    return int(w), int(h)
 
 
 def _check_precision(precision: int | None) -> None:
