@@ -335,6 +335,10 @@ PROPAGATE_OPTIONS = [
         metavar="SHARE",
         help="Allowed difference, as a share of sigma.",
     ),
+    _option("plot", bool, False, "--plot", help="Over one --grid: draw the value and its ±sigma band instead."),
+    _option(
+        "plot_output", _Text, None, "--plot-output", metavar="FILE", help="Draw it into FILE (.png .svg .pdf .txt)."
+    ),
 ]
 
 

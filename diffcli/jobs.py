@@ -254,10 +254,7 @@ def scan(
     drawn on stdout instead of written there (``plot_output``: a figure, or the drawing, in a file)."""
     if (plot or plot_output) and not trajectory:
         raise UsageError("--plot draws the steps of a run: add --trajectory")
-    if plot_output:
-        from .plots import require_matplotlib
-
-        require_matplotlib(f"--plot-output {plot_output}")
+    _check_plot_output(plot_output)
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
     _check_precision(precision)
@@ -322,7 +319,14 @@ def scan(
                 write(result)
         sink.close()
     if plot or plot_output:
-        _draw_trajectory(kept, recurrence.columns, ", ".join(updates), plot, plot_output)
+        import polars as pl
+
+        from .plots import trajectory
+
+        frame = pl.concat(kept)
+        values = [c for path, c in recurrence.columns if path[0] == "value"]
+        derivatives = [c for _, c in recurrence.columns if c not in values]
+        _draw(trajectory(frame.to_dict(), values, derivatives, title=", ".join(updates)), plot, plot_output)
     _conditioning_note(recurrence, torch_dtype, note)
     _non_finite_notes(sink, fmt, note)
     gate.verdict(expectations)
@@ -387,6 +391,8 @@ def propagate(
     samples: int = 100_000,
     seed: int = 0,
     check_tolerance: float = 0.1,
+    plot: bool = False,
+    plot_output: str | None = None,
     at: list[str] | None = None,
     grid: list[str] | None = None,
     aux: list[str] | None = None,
@@ -407,10 +413,15 @@ def propagate(
 ) -> None:
     """``diffcli propagate``: the inputs' uncertainties from ``--at m=2±0.1``, ``--sigma`` (numbers,
     or columns), ``--cov`` and the input's ``u_m`` columns; then as ``evaluate``, with the Monte
-    Carlo's columns beside the analytic ones under ``--check`` (exit 5 where they disagree)."""
+    Carlo's columns beside the analytic ones under ``--check`` (exit 5 where they disagree); with
+    ``plot``, each value and its ±sigma band over the one ``--grid``, drawn instead of the rows
+    (``plot_output``: into a file)."""
     from . import uncertainty
 
     _check_precision(precision)
+    _check_plot_output(plot_output)
+    if (plot or plot_output) and (len(grid or []) != 1 or source.input is not None):
+        raise UsageError("--plot draws the value and its ±sigma band over one --grid (and no --input)")
     formula = api.formula(exprs, aux or [])
     for text in formula.notes:
         note(text)
@@ -491,10 +502,24 @@ def propagate(
         frames = pipeline.ahead(points.frames(source.batch_size) if reader is None else map(points.cross, reader))
         compute = pipeline.Evaluator(propagation, from_file, torch_dtype, target)
         expectations = gate.expectations(stack, torch_dtype, layout, source)
-        stream = stack.enter_context(destination(output))
+        drawn_here = plot and output in (None, "-")  # the drawing takes stdout: the rows go nowhere
+        stream = io.BytesIO() if drawn_here else stack.enter_context(destination(output))
         sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(exprs))
-        pipeline.run(frames, compute, gate.watching(expectations, sink.write), watch=_watched(reader, progress()))
+        kept: list[Any] = []
+        write = gate.watching(expectations, kept.append if drawn_here else sink.write)
+        if plot or plot_output:
+            write = _keeping(write, kept, drawn_here)
+        pipeline.run(frames, compute, write, watch=_watched(reader, progress()))
         sink.close()
+    if plot or plot_output:
+        import polars as pl
+
+        from .plots import band
+
+        values = [q.column for q in plan.quantities if q.path[0] == "value"]
+        sigmas = [q.column for q in plan.quantities if q.path[0] == "sigma"]
+        data = pl.concat(kept).to_dict()
+        _draw(band(data, points.groups[-1].names[0], values, sigmas, title=", ".join(exprs)), plot, plot_output)
     if reader is not None and reader.skipped:
         note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
     _kink_notes(compute.kinks, sink.rows, formula, note)
@@ -638,26 +663,29 @@ def _keeping(write: Callable[[Any], None], kept: list[Any], drawn_here: bool) ->
     return keep
 
 
-def _draw_trajectory(frames: list[Any], columns: list[Any], title: str, plot: bool, plot_output: str | None) -> None:
-    """``scan --plot``: the states (or outputs) and their sensitivities over the steps, drawn on
-    stdout (colour on a terminal) and, with ``plot_output``, into that file (by its extension)."""
-    import polars as pl
+def _check_plot_output(plot_output: str | None) -> None:
+    """``--plot-output FILE`` checked before any work: a figure (matplotlib installed) or the drawing."""
+    if plot_output:
+        from .plots import FIGURES, require_matplotlib
 
+        target = _plot_target("auto", plot_output, "--plot-output")
+        if target not in ("plot", *FIGURES):
+            raise UsageError(f"--plot-output {plot_output}: a figure (.png, .svg, .pdf) or the drawing (.txt)")
+        if target in FIGURES:
+            require_matplotlib(f"--plot-output {plot_output}")
+
+
+def _draw(drawn: Any, plot: bool, plot_output: str | None) -> None:
+    """A ``plots.Plot`` drawn on stdout (``plot``; colour on a terminal) and, with ``plot_output``,
+    into that file (a figure or the drawing, by its extension)."""
     from . import plots
 
-    frame = pl.concat(frames)
-    values = [c for path, c in columns if path[0] == "value"]
-    drawn = plots.trajectory(
-        {c: frame[c].to_numpy() for c in frame.columns}, values, [c for _, c in columns if c not in values], title=title
-    )
     if plot:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         with destination(None) as stream:
             stream.write((drawn.text(colour=colour) + "\n").encode())
     if plot_output:
         target = _plot_target("auto", plot_output)
-        if target not in ("plot", *plots.FIGURES):
-            raise UsageError(f"--plot-output {plot_output}: a figure (.png, .svg, .pdf) or the drawing (.txt)")
         buffer = io.BytesIO()
         if target == "plot":
             buffer.write((drawn.text() + "\n").encode())
@@ -704,18 +732,7 @@ def _watched(reader: Any, progress: Progress) -> Callable[[Iterator[Any]], Itera
     return watch
 
 
-def _kink_notes(kinks: dict[str, int], rows: int, formula: api.Formula, note: Note) -> None:
-    """For each expression, at how many of ``rows`` points it is not differentiable."""
-    for name, count in kinks.items():
-        if count:
-            label = name if len(formula.texts) > 1 or formula.parsed[0].name else repr(formula.texts[0])
-            note(
-                f"{label} is not differentiable at {count} of {rows} points (a kink, tie, jump or branch "
-                "boundary); the derivatives there follow the conventions in the README"
-            )
-
-
-def _plot_target(fmt: str, output: str | None) -> str:
+def _plot_target(fmt: str, output: str | None, flag: str = "--output") -> str:
     """What ``plot`` writes: ``plot`` (the drawing, as text), a figure's format, or a data format;
     ``auto`` by the ``--output`` file's extension, else the drawing on a terminal and CSV in a pipe."""
     from .plots import FIGURES
@@ -727,45 +744,7 @@ def _plot_target(fmt: str, output: str | None) -> str:
             if known in (*FIGURES, *sinks.FORMATS, "plot") and known != "table":
                 return known
             raise UsageError(
-                f"--output {output}: plot writes a figure (.png, .svg, .pdf), the drawing (.txt) or its numbers "
-                "(.csv, .tsv, .json, .ndjson, .parquet)",
-                hint="or name the format: --format png",
-            )
-        return "plot" if sys.stdout.isatty() else "csv"
-    if fmt not in ("plot", *FIGURES, *sinks.FORMATS):
-        raise UsageError(f"unknown --format {fmt!r}; expected auto, plot, {', '.join((*FIGURES, *sinks.FORMATS))}")
-    if fmt == "parquet" and not output:
-        raise UsageError("--format parquet needs --output FILE")
-    if fmt in FIGURES and output in (None, "-") and sys.stdout.isatty():
-        raise UsageError(f"--format {fmt} is an image, not text: give --output FILE or redirect stdout")
-    return fmt
-
-
-def _size(text: str | None, pixels: bool) -> tuple[int | None, int | None]:
-    """``--size WxH``: a figure's pixels, or the drawing's columns and lines (None: the defaults)."""
-    if text is None:
-        return None, None
-    w, _, h = text.lower().partition("x")
-    least = 100 if pixels else 20
-    if not (w.strip().isdigit() and h.strip().isdigit() and least <= int(w) <= 20_000 and 8 <= int(h) <= 20_000):
-        unit = "pixels" if pixels else "columns x lines"
-        raise UsageError(f"--size {text!r}: expected WIDTHxHEIGHT in {unit}, at least {least}x8, e.g. 960x600")
-    return int(w), int(h)
-
-
-def _plot_target(fmt: str, output: str | None) -> str:
-    """What ``plot`` writes: ``plot`` (the drawing, as text), a figure's format, or a data format;
-    ``auto`` by the ``--output`` file's extension, else the drawing on a terminal and CSV in a pipe."""
-    from .plots import FIGURES
-
-    if fmt == "auto":
-        if output and output != "-":
-            extension = os.path.splitext(output)[1].lower().lstrip(".")
-            known = {"jsonl": "ndjson", "pq": "parquet", "txt": "plot"}.get(extension, extension)
-            if known in (*FIGURES, *sinks.FORMATS, "plot") and known != "table":
-                return known
-            raise UsageError(
-                f"--output {output}: plot writes a figure (.png, .svg, .pdf), the drawing (.txt) or its numbers "
+                f"{flag} {output}: plot writes a figure (.png, .svg, .pdf), the drawing (.txt) or its numbers "
                 "(.csv, .tsv, .json, .ndjson, .parquet)",
                 hint="or name the format: --format png",
             )

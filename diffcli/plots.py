@@ -51,6 +51,7 @@ class Plot:
     kinks: dict[str, np.ndarray]
     shape: tuple[int, ...]  # the grids' lengths: the data's rows are their product, the last fastest
     title: str = ""
+    bands: dict[str, str] = dataclasses.field(default_factory=dict)  # a curve's column -> its sigma's: ±σ drawn
 
     @property
     def kinked(self) -> np.ndarray:
@@ -81,7 +82,7 @@ class Plot:
         drawn = [
             terminal(
                 x,
-                [(self.labels[c], self.data[c]) for c in panel],
+                [curve for c in panel for curve in self._with_band(c)],
                 marks=marks,
                 width=width,
                 height=each,
@@ -93,6 +94,18 @@ class Plot:
 
     def __str__(self) -> str:
         return self.text()
+
+    def _with_band(self, column: str) -> list[tuple[str, np.ndarray]]:
+        """A curve, and in the terminal its band's edges as curves of their own."""
+        curve = (self.labels[column], self.data[column])
+        if column not in self.bands:
+            return [curve]
+        sigma = self.data[self.bands[column]]
+        return [
+            curve,
+            (f"{column} + {self.bands[column]}", curve[1] + sigma),
+            (f"{column} - {self.bands[column]}", curve[1] - sigma),
+        ]
 
     def figure(self, width: int = SIZE[0], height: int = SIZE[1]) -> Figure:
         """A matplotlib Figure of ``width`` × ``height`` pixels (at ``DPI``), not tied to pyplot."""
@@ -123,6 +136,7 @@ class Plot:
             width=width,
             height=height,
             title=self.title,
+            bands={self.labels[c]: (self.bands[c], self.data[s]) for c, s in self.bands.items()},
         )
 
     def save(self, file: str | IO[bytes], format: str | None = None, width: int = SIZE[0], height: int = SIZE[1]):  # noqa: A002
@@ -202,6 +216,20 @@ def trajectory(data: Mapping[str, Any], values: Sequence[str], derivatives: Sequ
     return Plot({"step": steps, **columns}, ("step",), quantities, panels, labels, {}, (len(steps),), title)
 
 
+def band(data: Mapping[str, Any], x: str, values: Sequence[str], sigmas: Sequence[str], *, title: str = "") -> Plot:
+    """The plot of ``propagate`` over one grid variable ``x``: each of ``values`` with its band
+    value ± sigma (``sigmas``, in the same order)."""
+    grid = np.asarray(data[x], dtype=np.float64)
+    if len(np.unique(grid)) != len(grid):
+        raise UsageError(f"a band is drawn over one {option('grid')}: give the other variables one value each")
+    columns = {c: np.asarray(data[c], dtype=np.float64) for c in [*values, *sigmas]}
+    quantities = tuple(((c,), c) for c in values)
+    bands = dict(zip(values, sigmas))
+    return Plot(
+        {x: grid, **columns}, (x,), quantities, (tuple(values),), {c: c for c in values}, {}, (len(grid),), title, bands
+    )
+
+
 def shown(show: Sequence[str] | str, grids: int, expressions: int) -> list[str]:
     """The curves ``show`` asks for (``"value,grad"`` or a list), checked."""
     items = [s.strip() for s in show.split(",")] if isinstance(show, str) else list(show)
@@ -271,16 +299,23 @@ def figure(
     width: int = SIZE[0],
     height: int = SIZE[1],
     title: str = "",
+    bands: Mapping[str, tuple[str, np.ndarray]] = {},
 ) -> Figure:
     """Curves (label, y over ``x``) in ``panels`` stacked over a shared x axis, each a line style of
-    its own (distinct in grey too); non-finite points are gaps, ``marks`` dotted rules."""
+    its own (distinct in grey too); non-finite points are gaps, ``marks`` dotted rules; ``bands``
+    shades y ± sigma under the curve of a label (label -> (sigma's name, sigma))."""
     fig = _new_figure(width, height)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     styles = ["-", "--", ":", "-."]
     for ax, panel in zip(axes, panels):
         ys = [_finite(y) for _, y in panel]
         for i, ((label, _), y) in enumerate(zip(panel, ys)):
-            ax.plot(x, y, styles[i % len(styles)], label=label, linewidth=1.6)
+            line = ax.plot(x, y, styles[i % len(styles)], label=label, linewidth=1.6)[0]
+            if label in bands:
+                name, sigma = bands[label]
+                low, high = y - _finite(sigma), y + _finite(sigma)
+                ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0, label=f"± {name}")
+                ys += [low, high]
         for i, m in enumerate(marks[:50]):
             ax.axvline(m, color="0.4", linestyle=":", linewidth=1, label="not differentiable" if i == 0 else None)
         ax.set_ylim(*limits(ys))
