@@ -19,6 +19,7 @@ FILES = {
     "pts.csv": "x,y,label\n0.5,3,a\n-1.25,0.125,b\n2,-4.5,c\n",
     "bad.csv": "x,y\n1,2\n3,oops\n",
     "excel.csv": "\ufeffSample ID,Sample value,Weight\nA-1,2,3\nB-2,0.5,4\n",  # a byte order mark, as Excel writes
+    "lab.csv": "m,u_m,h,dh\n2.0,0.1,3.0,0.2\n2.5,0.05,1.5,0.1\n",
 }
 
 DASK = pytest.mark.skipif(not importlib.util.find_spec("dask"), reason="the dask extra is not installed")
