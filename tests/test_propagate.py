@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import mpmath
 import numpy as np
@@ -451,3 +452,70 @@ def test_run_answers_as_the_command():
     assert bad["error"]["code"] == 2
     assert "propagate needs the inputs' uncertainties" in bad["error"]["message"]
     assert '"sigma"' in bad["error"]["message"]
+
+
+# ---- the band plot, and real pipes -------------------------------------------------------------
+
+
+def test_plot_draws_the_band_over_a_grid(tmp_path):
+    pytest.importorskip("matplotlib")
+    import struct
+
+    path = tmp_path / "band.png"
+    result = invoke(
+        "propagate", "v**2*sin(2*t)/9.81", "--grid", "t=0.1:1.4:50", "--at", "v=20", "--sigma", "t=0.1",
+        "--order", "2", "--plot-output", str(path), "-f", "csv",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 51  # the rows still go to stdout
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24]) == (960, 600)
+    text = invoke("propagate", "exp(x)", "--grid", "x=0:1:20", "--sigma", "x=0.1", "--plot")
+    assert text.exit_code == 0, text.output
+    assert "value + sigma" in text.stdout and "value - sigma" in text.stdout
+    assert "u_x" not in text.stdout  # the drawing instead of the rows
+
+
+def test_band_edges_are_value_plus_and_minus_sigma():
+    from diffcli import plots
+
+    answer = diffcli.formula("exp(x)").propagate({"x": np.linspace(0, 1, 5)}, sigma={"x": 0.1})
+    drawn = plots.band(answer, "x", ["value"], ["sigma"])
+    curves = dict(drawn._with_band("value"))
+    np.testing.assert_array_equal(curves["value + sigma"], answer["value"] + answer["sigma"])
+    np.testing.assert_array_equal(curves["value - sigma"], answer["value"] - answer["sigma"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["x", "--at", "x=1±0.1", "--plot"], "--plot draws the value and its ±sigma band over one --grid"),
+        (["x", "--grid", "x=0:1:3", "--sigma", "x=0.1", "--plot-output", "band.bmp"], "--plot-output band.bmp"),
+    ],
+)
+def test_plot_errors(args, message):
+    result = invoke("propagate", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_through_real_pipes(tmp_path):
+    import subprocess
+    import sys
+
+    rows = "m,u_m,g,u_g\n2,0.1,9.81,0.01\n3,0.2,9.80,0.02\n"
+    got = subprocess.run(
+        f"{sys.executable} -m diffcli propagate 'm*g' --input - --format ndjson | "
+        f"{sys.executable} -m diffcli propagate 'm*g' --input - --prefix again_ --format csv",
+        shell=True, input=rows, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DIFFCLI_NO_SERVER": "1"},
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    import csv
+
+    lines = list(csv.DictReader(got.stdout.splitlines()))  # the nested contributions came through as JSON text
+    assert len(lines) == 2
+    for row in lines:
+        m, um, g, ug = (float(row[k]) for k in ("m", "u_m", "g", "u_g"))
+        assert float(row["again_sigma"]) == pytest.approx(math.hypot(g * um, m * ug), rel=1e-14)
+        assert row["sigma"] == row["again_sigma"]
