@@ -339,7 +339,7 @@ class Formula:
         if type(data).__module__.startswith("dask."):
             from .dask import apply
 
-            return apply(data, getattr(self, operation), dtype=dtype, device=device, **options)
+            return apply(data, self.kinks if kinks else getattr(self, operation), dtype=dtype, device=device, **options)
         import torch
 
         from . import sinks

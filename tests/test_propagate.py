@@ -519,3 +519,15 @@ def test_through_real_pipes(tmp_path):
         m, um, g, ug = (float(row[k]) for k in ("m", "u_m", "g", "u_g"))
         assert float(row["again_sigma"]) == pytest.approx(math.hypot(g * um, m * ug), rel=1e-14)
         assert row["sigma"] == row["again_sigma"]
+
+
+def test_dask_frames_give_the_local_numbers():
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"m": [2.0, 2.5, 3.0, 1.0], "u_m": [0.1, 0.05, 0.2, 0.0], "g": 9.81})
+    f = diffcli.formula("m*g")
+    local = f.propagate(frame, sigma={"g": 0.01}, check=True, samples=1000)
+    distributed = f.propagate(dd.from_pandas(frame, npartitions=2), sigma={"g": 0.01}, check=True, samples=1000)
+    pd.testing.assert_frame_equal(distributed.compute(), local)
+    kinks = diffcli.formula("abs(m - 2)").kinks(dd.from_pandas(frame, npartitions=2)).compute()
+    assert kinks["kink_f1"].tolist() == [True, False, False, False]
