@@ -438,7 +438,7 @@ class MonteCarlo:
         rows = len(results[self.outputs[0].column])
         found: dict[str, list[torch.Tensor]] = {c: [] for columns in self.columns for _, c in columns}
         step = max(1, SAMPLE_ELEMENTS // self.samples)
-        for start in range(0, rows, step):
+        for start in range(0, max(rows, 1), step):  # no rows: one empty part, for the columns' types
             part = slice(start, min(start + step, rows))
             drawn = {}
             for v in self.variables:
