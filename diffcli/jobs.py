@@ -388,9 +388,9 @@ def propagate(
     order: int = 1,
     coverage: float | None = None,
     check: bool = False,
-    samples: int = 100_000,
-    seed: int = 0,
-    check_tolerance: float = 0.1,
+    samples: int | None = None,
+    seed: int | None = None,
+    check_tolerance: float | None = None,
     plot: bool = False,
     plot_output: str | None = None,
     at: list[str] | None = None,
@@ -420,6 +420,11 @@ def propagate(
 
     _check_precision(precision)
     _check_plot_output(plot_output)
+    for flag, given in (("--samples", samples), ("--seed", seed), ("--check-tolerance", check_tolerance)):
+        if given is not None and not check:
+            raise UsageError(f"{flag} sets the Monte Carlo of --check: add --check")
+    samples, seed = uncertainty.SAMPLES if samples is None else samples, seed or 0
+    check_tolerance = uncertainty.TOLERANCE if check_tolerance is None else check_tolerance
     if (plot or plot_output) and (len(grid or []) != 1 or source.input is not None):
         raise UsageError("--plot draws the value and its ±sigma band over one --grid (and no --input)")
     formula = api.formula(exprs, aux or [])

@@ -23,7 +23,7 @@ import orjson
 import polars as pl
 import torch
 
-from . import api, devices, language, pipeline, sinks, sources, transforms
+from . import api, devices, language, pipeline, sinks, sources, transforms, uncertainty
 from .errors import DataError, DiffcliError, ExitCode, UsageError, spelled
 
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
@@ -195,9 +195,9 @@ class Session:
             order=order,
             coverage=coverage,
             check=_flag(request.get("check"), "check"),
-            samples=100_000 if samples is None else samples,
+            samples=uncertainty.SAMPLES if samples is None else samples,
             seed=seed or 0,
-            tolerance=0.1 if tolerance is None else tolerance,
+            tolerance=uncertainty.TOLERANCE if tolerance is None else tolerance,
             dtype=_dtype(request),
             device=CPU,
         )
