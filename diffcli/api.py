@@ -285,7 +285,7 @@ class Formula:
                 raise UsageError(f"{option('sigma')} {name!r}: the data has no column {column!r}")
         compiled = self.compiled(
             "propagate",
-            wrt=given.inputs(self.variables, columns),
+            wrt=given.inputs(self.variables, self.compiled("value").plan.indexed, columns),
             order=order,
             correlation=given.pairs,
             coverage=coverage,

@@ -459,9 +459,9 @@ def propagate(
             raise UsageError(f"--sigma {name}: an uncertainty is 0 or more, got {value!r}")
         if name in marked:
             raise UsageError(f"{name}'s uncertainty is given twice: by --at {name}=…±… and by --sigma or --cov")
-    variables = formula.variables
+    variables, indexed = formula.variables, formula.compiled("value").plan.indexed
     for name in sorted({*marked, *numbers, *given.columns}):
-        if name not in variables and not any(v.rpartition("_")[0] == name for v in variables):
+        if name not in variables and not any(v.rpartition("_")[0] == name for v in indexed):
             raise UsageError(f"{name} has an uncertainty, but it is not a variable of the formula")
     if numbers:
         measured.append({f"u_{n}": v for n, v in numbers.items()})

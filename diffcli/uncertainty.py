@@ -16,9 +16,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import numbers
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import sympy
 
 from . import rules, transforms
@@ -63,7 +65,7 @@ def plan(
     ``contribution`` (its share of the variance) and, between outputs, their ``correlation``."""
     if order not in (1, 2):
         raise UsageError(f"{option('order')} must be 1 or 2, got {order!r}")
-    if coverage is not None and not (isinstance(coverage, (int, float)) and math.isfinite(coverage) and coverage > 0):
+    if coverage is not None and not (_real(coverage) and math.isfinite(coverage) and coverage > 0):
         raise UsageError(f"{option('coverage')} must be a positive number (k: 2 for about 95 %), got {coverage!r}")
     if not parsed:
         raise UsageError("no expression given")
@@ -74,7 +76,8 @@ def plan(
     if not inputs:
         raise UsageError(
             "propagate needs the inputs' uncertainties: "
-            + (f"{option('at')} m=2±0.1, {option('sigma')} m=0.1, a column u_m, or {option('covariance')} FILE")
+            + f"{example('at', 'm=2±0.1', repr({'m': 2.0}))}, {example('sigma', 'm=0.1', repr({'m': 0.1}))}, "
+            + f"a column u_m, or {example('covariance', 'FILE', repr({'m': {'m': 0.01}}))}"
         )
     for name in inputs:
         option_name(name, option("sigma"))
@@ -165,7 +168,6 @@ def matrix(inputs: Sequence[str], pairs: Pairs) -> list[list[float]]:
     """The correlation matrix of ``inputs`` from the coefficients ``pairs`` (the rest are 0),
     checked: coefficients in [-1, 1], between two different inputs, once, and together a valid
     correlation matrix (positive semi-definite)."""
-    import numpy as np
 
     index = {v: i for i, v in enumerate(inputs)}
     r = np.eye(len(inputs))
@@ -177,7 +179,7 @@ def matrix(inputs: Sequence[str], pairs: Pairs) -> list[list[float]]:
                 raise UsageError(f"{where}: {name} has no uncertainty", hint=f"give it one: {option('sigma')} {name}=…")
         if a == b:
             raise UsageError(f"{where}: a correlation is between two different inputs")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1:
+        if not _real(value) or not -1 <= value <= 1:
             raise UsageError(f"{where}: a correlation coefficient is between -1 and 1, got {value!r}")
         if r[index[a], index[b]]:
             raise UsageError(f"{where}: this pair's correlation is given twice")
@@ -194,13 +196,13 @@ def covariance(given: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, floa
     uncertainties and correlation coefficients; it must be symmetric, with its variances >= 0."""
     names = [variable_name(str(n)) for n in given]
     rows = {variable_name(str(n)): {variable_name(str(c)): v for c, v in row.items()} for n, row in given.items()}
-    where = option("cov")
+    where = option("covariance")
     for a in names:
         for b in rows[a]:
             if b not in rows:
                 raise UsageError(f"{where}: row {a} has a column {b}, which has no row")
             value = rows[a][b]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not _real(value) or not math.isfinite(value):
                 raise UsageError(f"{where}: the entry ({a}, {b}) is not a finite number: {value!r}")
             if abs(value - rows[b].get(a, 0.0)) > 1e-12 * max(abs(value), 1e-300):
                 raise UsageError(f"{where}: not symmetric: ({a}, {b}) is {value!r}, ({b}, {a}) is {rows[b].get(a)!r}")
@@ -217,14 +219,19 @@ def covariance(given: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, floa
             if value:
                 if not sigma[a] or not sigma[b]:
                     raise UsageError(f"{where}: ({a}, {b}) is not 0, but the variance of {a if not sigma[a] else b} is")
-                pairs[a, b] = max(-1.0, min(1.0, value / (sigma[a] * sigma[b])))
+                r = value / (sigma[a] * sigma[b])
+                if abs(r) > 1 + 1e-12:
+                    raise UsageError(
+                        f"{where}: ({a}, {b}) is {value!r}, more than the variances allow "
+                        f"(|covariance| <= u({a})·u({b}) = {sigma[a] * sigma[b]!r})"
+                    )
+                pairs[a, b] = max(-1.0, min(1.0, r))  # rounding
     return sigma, pairs
 
 
 def check_uncertainties(values: Mapping[str, Any], inputs: Sequence[str], place: Any) -> None:
     """A data error at the first negative (or NaN) uncertainty of ``values`` (numpy arrays or
     tensors by variable); ``place(row, column)`` says where it is for the message."""
-    import numpy as np
 
     for name in inputs:
         column = values.get(uncertainty(name))
@@ -258,7 +265,7 @@ class Given:
             name = variable_name(str(key))
             if isinstance(value, str):
                 given.columns[name] = variable_name(value)
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            elif not _real(value) or not 0 <= value < math.inf:
                 raise UsageError(
                     f"{option('sigma')} {key!r}: an uncertainty is a number >= 0 or a column, got {value!r:.60}"
                 )
@@ -293,10 +300,10 @@ class Given:
             self.correlate(*pair, value)
         self.numbers.update(sigma)
 
-    def inputs(self, variables: Collection[str], columns: Collection[str]) -> list[str]:
-        """The uncertain inputs among ``variables`` for data with ``columns``: those given, and
-        those with a column ``u_x`` (not itself a variable)."""
-        bases = {*variables, *(v.rpartition("_")[0] for v in variables)}  # x for the family x[i]
+    def inputs(self, variables: Collection[str], indexed: Collection[str], columns: Collection[str]) -> list[str]:
+        """The uncertain inputs among ``variables`` (``indexed``: those written x[i]) for data
+        with ``columns``: those given, and those with a column ``u_x`` (not itself a variable)."""
+        bases = {*variables, *(v.rpartition("_")[0] for v in indexed)}  # x for the family x[i]
         found = {n for n in bases if uncertainty(n) in columns and uncertainty(n) not in variables}
         return sorted({*self.numbers, *self.columns, *found})
 
@@ -349,8 +356,9 @@ class Propagation:
             if count and order == 1
         ]
         return notes + [
-            f"{column}: the second-order variance is negative in {count} of {rows} rows (the uncertainties are too "
-            f"large for a Taylor expansion there); {option('check')} compares with Monte Carlo"
+            f"{column} is NaN in {count} of {rows} rows: the second-order variance is negative there (the "
+            "uncertainties are too large for a Taylor expansion) or a second derivative undefined (at a kink); "
+            f"{option('check')} compares with Monte Carlo"
             for column, count in self.negative.items()
             if count
         ]
@@ -400,14 +408,14 @@ class MonteCarlo:
         """``values``: the formula's values compiled; ``plan``: the analytic propagation's."""
         import torch
 
-        if isinstance(samples, bool) or not isinstance(samples, int) or not 100 <= samples <= 100_000_000:
+        if not isinstance(samples, numbers.Integral) or isinstance(samples, bool) or not 100 <= samples <= 10**8:
             raise UsageError(f"{option('samples')} must be an integer from 100 to 100,000,000, got {samples!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise UsageError(f"{option('seed')} must be an integer, 0 or more, got {seed!r}")
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise UsageError(f"{option('seed')} must be an integer from 0 to 2**63 - 1, got {seed!r}")
+        if not _real(tolerance) or not 0 <= tolerance < math.inf:
             raise UsageError(f"{option('tolerance')} must be a number >= 0, got {tolerance!r}")
         self.evaluate, self.variables, self.plan = values.evaluate, values.plan.variables, plan
-        self.samples, self.coverage, self.tolerance = samples, coverage, tolerance
+        self.samples, self.coverage, self.tolerance, seed = int(samples), coverage, float(tolerance), int(seed)
         self.dtype, self.device = dtype, device
         r = torch.tensor(matrix(plan.wrt, correlation or {}), dtype=torch.float64)
         eigenvalues, vectors = torch.linalg.eigh(r)  # r = L Lᵀ, also where r is singular (a correlation of 1)
@@ -416,6 +424,7 @@ class MonteCarlo:
         normal = torch.randn(samples, len(plan.wrt), generator=generator, dtype=torch.float64)
         self.draws = (normal @ root.T).T.to(device, dtype).contiguous()  # one row of draws per input
         self.outputs = [q for q in plan.quantities if q.path[0] == "value"]
+        self.drawn = [q.column for q in values.plan.quantities if q.path[0] == "value"]  # the same, unprefixed
         kinds = ["mc_mean", "mc_sigma", *(["mc_low", "mc_high"] if coverage else []), "mc_agrees"]
         single = len(self.outputs) == 1
         self.columns = [  # per output: (JSON path, column) of each number reported
@@ -448,8 +457,8 @@ class MonteCarlo:
                 drawn[v] = column.expand(-1, self.samples).reshape(-1)
             width = part.stop - part.start
             outputs = self.evaluate(drawn, torch.empty(width * self.samples, dtype=self.dtype, device=self.device))
-            for q, sigma, columns in zip(self.outputs, self.sigmas, self.columns):
-                sample = outputs[q.column].reshape(width, self.samples)
+            for q, drawn, sigma, columns in zip(self.outputs, self.drawn, self.sigmas, self.columns):
+                sample = outputs[drawn].reshape(width, self.samples)
                 numbers = self._statistics(
                     sample, results[q.column][part], results[sigma][part], first_row + start, q.column
                 )
@@ -461,26 +470,33 @@ class MonteCarlo:
         self, sample: torch.Tensor, value: torch.Tensor, sigma: torch.Tensor, row: int, column: str
     ) -> list[torch.Tensor]:
         """Mean, standard deviation, (interval), and whether the analytic answer agrees, per row."""
+        import torch
+
         n = self.samples
-        mean = sample.sum(dim=1) / n  # sums, not std(): they give a row the same digits in any batch
-        deviation = ((sample - mean.unsqueeze(1)) ** 2).sum(dim=1).div(n - 1).sqrt()
-        allowed = self.tolerance * sigma + 64 * self._eps * value.abs()  # u = 0: the same number, summed N times
-        agrees = ((mean - value).abs() <= allowed + STANDARD_ERRORS * sigma / math.sqrt(n)) & (
-            (deviation - sigma).abs() <= allowed + STANDARD_ERRORS * sigma / math.sqrt(2 * n)
+        # in units of sigma about the value: squares of 1e200 (or of 1e25 in float32) would overflow
+        scale = torch.where(sigma > 0, sigma, torch.where(value.abs() > 0, value.abs(), torch.ones_like(value)))
+        z = (sample - value.unsqueeze(1)) / scale.unsqueeze(1)
+        centre = z.sum(dim=1) / n  # sums, not std(): they give a row the same digits in any batch
+        spread = ((z - centre.unsqueeze(1)) ** 2).sum(dim=1).div(n - 1).sqrt()
+        mean, deviation = value + centre * scale, spread * scale
+        relative = sigma / scale  # 1, or 0 where sigma is 0
+        allowed = self.tolerance * relative + 64 * self._eps  # u = 0: the same number, summed N times
+        agrees = (centre.abs() <= allowed + STANDARD_ERRORS * relative / math.sqrt(n)) & (
+            (spread - relative).abs() <= allowed + STANDARD_ERRORS * relative / math.sqrt(2 * n)
         )
         reported = [mean, deviation]
         if self.coverage:
             k = self.coverage
             inside = int(coverage_probability(k) * n + 0.5)  # JCGM 101 §7.7: y_(r), y_(r+q); q = pM, r = (M-q)/2
             low = (n - inside + 1) // 2 - 1
-            ordered = sample.sort(dim=1).values
+            ordered = z.sort(dim=1).values
             interval = [ordered[:, max(low, 0)], ordered[:, min(low + inside, n - 1)]]
             tail = (1 - coverage_probability(k)) / 2  # the endpoints are the tails' quantiles, at ±k for a Gaussian
             error = math.sqrt(tail * (1 - tail) / n) / (math.exp(-k * k / 2) / math.sqrt(2 * math.pi))
-            band = allowed + STANDARD_ERRORS * error * sigma
+            band = allowed + STANDARD_ERRORS * error * relative
             for end, sign in zip(interval, (-1, 1)):
-                agrees &= (end - (value + sign * k * sigma)).abs() <= band
-            reported += interval
+                agrees &= (end - sign * k * relative).abs() <= band
+            reported += [value + end * scale for end in interval]
         agrees = (agrees & ~sample.isnan().any(dim=1)) | value.isnan()  # no value: nothing to compare
         bad = (~agrees).nonzero()
         self.failures += int(bad.numel())
@@ -499,3 +515,8 @@ class MonteCarlo:
         import torch
 
         return torch.finfo(self.dtype).eps
+
+
+def _real(value: Any) -> bool:
+    """A real number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

@@ -257,7 +257,7 @@ def test_a_negative_second_order_variance_is_nan_with_a_note():
     result = invoke("propagate", "sin(x)", "--at", "x=0±1.5", "--order", "2", "-f", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["sigma"] is None
-    assert "second-order variance is negative in 1 of 1 rows" in result.stderr
+    assert "sigma is NaN in 1 of 1 rows: the second-order variance is negative there" in result.stderr
 
 
 # ---- Monte Carlo -----------------------------------------------------------------------------
