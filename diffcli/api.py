@@ -279,6 +279,8 @@ class Formula:
         """``propagate``'s compiled work for data with these ``columns`` (its options as there)."""
         from . import sinks, uncertainty
 
+        if not isinstance(check, bool):
+            raise UsageError(f"{option('check')} must be True or False, got {check!r:.60}")
         given = uncertainty.Given.of(sigma, correlation, covariance)
         for name, column in given.columns.items():
             if column not in columns:

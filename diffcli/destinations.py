@@ -18,7 +18,7 @@ from .errors import UsageError
 
 
 @contextlib.contextmanager
-def destination(output: str | None) -> Iterator[IO[bytes]]:
+def destination(output: str | None, flag: str = "--output") -> Iterator[IO[bytes]]:
     """stdout, or a file that appears only complete: written beside it, then renamed into place.
 
     Paths that are not regular files (/dev/null, a FIFO, /dev/stdout) are written directly. A
@@ -26,7 +26,7 @@ def destination(output: str | None) -> Iterator[IO[bytes]]:
     limit, a closed stdout) are usage errors naming the destination, as a folder is.
     """
     target = os.path.realpath(output) if output and output != "-" else None
-    name = f"--output {output}" if target else "stdout"
+    name = f"{flag} {output}" if target else "stdout"
     try:
         if target is None or _is_stdout(target):  # also /dev/stdout: appended as the shell's >> opened it
             sys.stdout.flush()

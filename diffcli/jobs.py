@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import math
 import os
 import stat
 import sys
@@ -440,6 +441,8 @@ def propagate(
     for item in (i for text in sigma or [] for i in sources.split(text)):
         name, value = _pair(item, "--sigma")
         name = sources.variable_name(name)
+        if name in numbers or name in given.columns:
+            raise UsageError(f"--sigma {name}: its uncertainty is given twice")
         try:
             numbers[name] = sources.number(value, f"--sigma {name}")
         except UsageError:
@@ -450,16 +453,27 @@ def propagate(
         if len(pair) != 2 or not all(n.strip() for n in pair):
             raise UsageError(f"--corr {text!r}: expected NAME,NAME=COEFFICIENT, e.g. --corr m,g=0.3")
         given.correlate(*pair, sources.number(value, f"--corr {names}"))
+    variables, indexed = formula.variables, formula.compiled("value").plan.indexed
     if cov is not None:
+        matrix = _matrix(cov)
+        unused = [n for n in matrix if sources.variable_name(n) not in variables]
+        if unused:
+            note(f"--cov {cov}: {', '.join(unused)} not in the formula (left out)")
         given.numbers = dict(numbers)
-        given.cover(_matrix(cov))
+        try:
+            given.cover(
+                {n: {c: v for c, v in row.items() if c not in unused} for n, row in matrix.items() if n not in unused}
+            )
+        except UsageError as e:  # the file's numbers: bad input data, named by the file
+            if not e.message.startswith("--cov: "):
+                raise
+            raise DataError(f"{cov}: {e.message.removeprefix('--cov: ')}") from None
         numbers = given.numbers
     for name, value in numbers.items():
-        if value < 0:
-            raise UsageError(f"--sigma {name}: an uncertainty is 0 or more, got {value!r}")
+        if not 0 <= value < math.inf:
+            raise UsageError(f"--sigma {name}: an uncertainty is a finite number, 0 or more, got {value!r}")
         if name in marked:
             raise UsageError(f"{name}'s uncertainty is given twice: by --at {name}=…±… and by --sigma or --cov")
-    variables, indexed = formula.variables, formula.compiled("value").plan.indexed
     for name in sorted({*marked, *numbers, *given.columns}):
         if name not in variables and not any(v.rpartition("_")[0] == name for v in indexed):
             raise UsageError(f"{name} has an uncertainty, but it is not a variable of the formula")
@@ -527,17 +541,13 @@ def propagate(
         _draw(band(data, points.groups[-1].names[0], values, sigmas, title=", ".join(exprs)), plot, plot_output)
     if reader is not None and reader.skipped:
         note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
-    _kink_notes(compute.kinks, sink.rows, formula, note)
-    for text in propagation.notes(sink.rows, order):
+    _kink_notes(compute.kinks, propagation.rows, formula, note)
+    for text in propagation.notes(propagation.rows, order):
         note(text)
     _non_finite_notes(sink, fmt, note)
     gate.verdict(expectations)
     if monte_carlo is not None and monte_carlo.failures:
-        raise DisagreementError(
-            f"propagate --check: {monte_carlo.failures} of {sink.rows * len(plan.outputs)} results disagree with "
-            f"Monte Carlo ({samples:,} draws) beyond --check-tolerance {check_tolerance:g}·sigma; first: "
-            f"{monte_carlo.first}"
-        )
+        raise DisagreementError(f"propagate --check: {monte_carlo.verdict(propagation.rows)}")
 
 
 def _matrix(path: str) -> dict[str, dict[str, float]]:
@@ -550,22 +560,28 @@ def _matrix(path: str) -> dict[str, dict[str, float]]:
             text = stream.read().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):
         import orjson
 
         try:
             matrix = orjson.loads(text)
         except orjson.JSONDecodeError as e:
             raise DataError(f"{path}: not valid JSON ({e})") from None
-        if not all(isinstance(r, dict) for r in matrix.values()):
+        if not isinstance(matrix, dict) or not all(isinstance(r, dict) for r in matrix.values()):
             raise DataError(f'{path}: expected an object of objects: {{"m": {{"m": 0.01, "g": 0.0003}}, ...}}')
         return matrix
     rows = [r for r in csv.reader(text.splitlines(), delimiter="\t" if "\t" in text.partition("\n")[0] else ",") if r]
     if not rows:
         raise DataError(f"{path}: is empty: expected a header line of names")
     header, body = [h.strip() for h in rows[0]], rows[1:]
-    labelled = header[0] == ""
+    labelled = header[0] == "" or [r[0].strip() for r in body] == header[1:]  # names first in each row too
     names = header[1:] if labelled else header
+    twice = sorted(
+        {n for n in names if names.count(n) > 1}
+        | {r[0] for r in body if labelled and [b[0] for b in body].count(r[0]) > 1}
+    )
+    if twice:
+        raise DataError(f"{path}: {twice[0]} is named twice")
     if len(body) != len(names):
         raise DataError(f"{path}: {len(names)} names in the header, but {len(body)} rows: the matrix must be square")
     matrix: dict[str, dict[str, float]] = {}
@@ -678,6 +694,10 @@ def _check_plot_output(plot_output: str | None) -> None:
             raise UsageError(f"--plot-output {plot_output}: a figure (.png, .svg, .pdf) or the drawing (.txt)")
         if target in FIGURES:
             require_matplotlib(f"--plot-output {plot_output}")
+        folder = os.path.dirname(os.path.abspath(plot_output))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):  # found before any work, not after
+            reason = "no such folder" if not os.path.isdir(folder) else "permission denied"
+            raise UsageError(f"cannot write --plot-output {plot_output}: {reason}")
 
 
 def _draw(drawn: Any, plot: bool, plot_output: str | None) -> None:
@@ -696,7 +716,7 @@ def _draw(drawn: Any, plot: bool, plot_output: str | None) -> None:
             buffer.write((drawn.text() + "\n").encode())
         else:
             drawn.figure().savefig(buffer, format=target, dpi=plots.DPI)
-        with destination(plot_output) as stream:
+        with destination(plot_output, "--plot-output") as stream:
             stream.write(buffer.getvalue())
 
 

@@ -145,7 +145,10 @@ class Plot:
             format = file.rpartition(".")[2].lower()  # noqa: A001
         if format not in FIGURES:
             raise UsageError(f"a figure is written as {', '.join(FIGURES)}, got {format!r}")
-        self.figure(width, height).savefig(file, format=format, dpi=DPI)
+        try:
+            self.figure(width, height).savefig(file, format=format, dpi=DPI)
+        except OSError as e:
+            raise UsageError(f"cannot write {file}: {e.strerror or e}") from None
 
 
 def of_formula(
@@ -166,6 +169,10 @@ def of_formula(
     groups = _grids(grid)
     names = tuple(g.names[0] for g in groups)
     items = shown(show, len(names), len(formula.texts))
+    if at is not None and not (
+        isinstance(at, Mapping) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in at.values())
+    ):
+        raise UsageError(f"{option('at')} must be a mapping of names to single numbers, got {at!r:.60}")
     points = sources.points([dict(at)] if at else [], groups)
     if len(points) > MAX_POINTS:
         raise UsageError(f"a plot draws at most {MAX_POINTS:,} points, the grids give {len(points):,}")
@@ -232,8 +239,10 @@ def band(data: Mapping[str, Any], x: str, values: Sequence[str], sigmas: Sequenc
 
 def shown(show: Sequence[str] | str, grids: int, expressions: int) -> list[str]:
     """The curves ``show`` asks for (``"value,grad"`` or a list), checked."""
-    items = [s.strip() for s in show.split(",")] if isinstance(show, str) else list(show)
     flag = option("show")
+    if not isinstance(show, str) and not (isinstance(show, Sequence) and all(isinstance(s, str) for s in show)):
+        raise UsageError(f"{flag} must be names of curves, as a list or 'value,grad'; got {show!r:.60}")
+    items = [s.strip() for s in show.split(",")] if isinstance(show, str) else list(show)
     for item in items:
         kind, colon, order = item.partition(":")
         if item in ("value", "grad", "hessian"):
@@ -267,8 +276,17 @@ def terminal(
     import uniplot
 
     ys = [_finite(y) for _, y in curves]
-    low, high = limits(ys)
     labels = [label for label, _ in curves]
+    if not any(np.isfinite(y).any() for y in ys):
+        return "(nothing to draw: no value is a finite number)"
+    largest = max(float(np.nanmax(np.abs(y))) for y in ys if np.isfinite(y).any())
+    if largest > 1e150:  # uniplot's axis arithmetic overflows near 1e200: draw in units of a power of ten
+        power = math.floor(math.log10(largest))
+        ys = [y / 10.0**power for y in ys]
+        labels = [f"{label} (×1e{power})" for label in labels]
+    low, high = limits(ys)
+    span = high - low  # points far off the range (a pole) drawn just off it: a line to 1e300 would be 1e300 pixels
+    ys = [np.clip(y, low - span, high + span) for y in ys]
     xs: list[np.ndarray] = [x] * len(ys)
     if len(marks):
         rule = np.repeat(np.asarray(marks[:50], dtype=np.float64), 3)
@@ -424,7 +442,11 @@ def _grids(grid: Mapping[str, Any]) -> list[Any]:
         name = variable_name(str(name))
         if isinstance(spec, sources.Group):
             groups.append(spec)
-        elif isinstance(spec, tuple) and len(spec) == 3 and isinstance(spec[2], int):
+        elif isinstance(spec, tuple):
+            if len(spec) != 3 or not isinstance(spec[2], int) or not all(isinstance(v, (int, float)) for v in spec):
+                raise UsageError(
+                    f"{option('grid')} {name!r}: (start, stop, count) with a whole count, got {spec!r:.60}"
+                )
             groups.append(sources.grid(f"{name}={spec[0]!r}:{spec[1]!r}:{spec[2]}"))
         else:
             values = np.asarray(spec, dtype=np.float64).reshape(-1)

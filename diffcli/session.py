@@ -185,16 +185,26 @@ class Session:
         formula = self.formulas[key]
         self.formulas.move_to_end(key)
         samples, seed = _integer(request.get("samples"), "samples"), _integer(request.get("seed"), "seed")
-        order = _integer(request.get("order"), "order") or 1
+        order = _integer(request.get("order"), "order")
+        order = 1 if order is None else order
         coverage, tolerance = request.get("coverage"), request.get("tolerance")
+        check = _flag(request.get("check"), "check")
+        for field in ("samples", "seed", "tolerance"):
+            if request.get(field) is not None and not check:
+                raise UsageError(f'"{field}" sets the Monte Carlo of "check": add "check": true')
+        given = uncertainty.Given.of(request.get("sigma"), request.get("correlation"), request.get("covariance"))
+        if given.numbers:  # in "at", as the command line writes them
+            names = [f"u_{n}" for n in given.numbers]
+            for twice in sorted(set(names) & set(points.names)):
+                raise UsageError(f'{twice} is given by "at" and by "sigma" or "covariance"')
+            points = sources.Points((*points.groups, sources.Group(tuple(names), (tuple(given.numbers.values()),))))
         propagation = formula.propagation(
             points.names,
-            sigma=request.get("sigma"),
-            correlation=request.get("correlation"),
-            covariance=request.get("covariance"),
+            sigma=given.columns,
+            correlation=given.pairs,
             order=order,
             coverage=coverage,
-            check=_flag(request.get("check"), "check"),
+            check=check,
             samples=uncertainty.SAMPLES if samples is None else samples,
             seed=seed or 0,
             tolerance=uncertainty.TOLERANCE if tolerance is None else tolerance,
@@ -209,6 +219,8 @@ class Session:
         )
         sink.write(frame.hstack(pl.DataFrame({c: r.cpu().numpy() for c, r in results.items()})))
         notes = [*formula.notes, *propagation.notes(sink.rows, order)]
+        if propagation.monte_carlo is not None and propagation.monte_carlo.failures:
+            notes.append(propagation.monte_carlo.verdict(sink.rows))
         notes += [f"{c} is not finite in {n} of {sink.rows} rows (written as null)" for c, n in sink.non_finite.items()]
         objects = stream.getvalue().rstrip(b"\n").split(b"\n")
         body = objects[0] if len(objects) == 1 else b'{"results":[' + b",".join(objects) + b"]}"

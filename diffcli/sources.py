@@ -130,8 +130,10 @@ def assignments(text: str, option: str, *, uncertain: bool = False) -> dict[str,
         values[name] = number(mean, f"{option} {name}")
         if plus_minus:
             values[f"u_{name}"] = number(sigma, f"{option} {name}: the uncertainty")
-            if values[f"u_{name}"] < 0:
-                raise UsageError(f"{option} {name}: an uncertainty is 0 or more, got {sigma.strip()!r}")
+            if not 0 <= values[f"u_{name}"] < math.inf:
+                raise UsageError(
+                    f"{option} {name}: an uncertainty is a finite number, 0 or more, got {sigma.strip()!r}"
+                )
     return values
 
 

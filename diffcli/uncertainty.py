@@ -510,6 +510,13 @@ class MonteCarlo:
             )
         return [*reported, agrees]
 
+    def verdict(self, rows: int) -> str:
+        """The disagreements over ``rows`` rows, in a line."""
+        return (
+            f"{self.failures} of {rows * len(self.outputs)} results disagree with Monte Carlo ({self.samples:,} "
+            f"draws) beyond {option('tolerance')} {self.tolerance:g}·sigma; first: {self.first}"
+        )
+
     @property
     def _eps(self) -> float:
         import torch

@@ -249,3 +249,28 @@ def test_in_a_pipe_the_output_is_data_not_a_drawing():
     )
     assert got.returncode == 0, got.stderr
     assert got.stdout == "x,value,grad_x\n0.0,0.0,0.0\n0.5,0.25,1.0\n1.0,1.0,2.0\n"
+
+
+@pytest.mark.parametrize(
+    "expr, shown",
+    [("sqrt(-1-x**2)", "nothing to draw"), ("1e300*x", "(×1e300)"), ("exp(1000*x)", "(×1e307)")],
+)
+def test_the_drawing_survives_no_finite_or_huge_values(expr, shown):
+    got = invoke("plot", expr, "--grid", "x=-1:1:201", "--format", "plot", "--size", "60x10")
+    assert got.exit_code == 0, got.output
+    assert shown in got.stdout
+    assert all(len(line) <= 60 for line in got.stdout.splitlines())
+
+
+def test_api_arguments_of_the_wrong_kind_are_usage_errors():
+    g = diffcli.formula("x**3*y")
+    for grid, options in [
+        ({"x": (0, 1, 3)}, {"at": "y=2"}),
+        ({"x": (0, 1, 3)}, {"at": {"y": [1, 2]}}),
+        ({"x": (0, 1, 3)}, {"at": {"y": 1}, "show": 3}),
+        ({"x": (0, 1)}, {"at": {"y": 1}}),
+    ]:
+        with pytest.raises(diffcli.UsageError):
+            g.plot(grid, **options)
+    with pytest.raises(diffcli.UsageError, match="cannot write"):
+        g.plot({"x": (0, 1, 3)}, at={"y": 1}).save("/nonexistent/a.png")

@@ -317,7 +317,12 @@ def test_check_interval_of_a_linear_formula():
     "args, code, message",
     [
         (["m*g", "--at", "m=2,g=9.81"], 2, "propagate needs the inputs' uncertainties"),
-        (["m*g", "--at", "m=2±-0.1,g=9.81"], 2, "--at m: an uncertainty is 0 or more"),
+        (["m*g", "--at", "m=2±-0.1,g=9.81"], 2, "--at m: an uncertainty is a finite number, 0 or more"),
+        (["m*g", "--at", "m=2±inf,g=9.81"], 2, "--at m: an uncertainty is a finite number, 0 or more"),
+        (["m*g", "--at", "m=2,g=9.81", "--sigma", "m=0.1,m=0.2"], 2, "--sigma m: its uncertainty is given twice"),
+        (["x", "--grid", "x=0:1:3", "--sigma", "x=0.1", "--plot-output", "/nonexistent/b.png"], 2, "no such folder"),
+        (["x", "--at", "x=1±0.1", "--check", "--seed", str(2**64)], 2, "--seed must be an integer from 0"),
+        (["x", "--at", "x=1±0.1", "--samples", "1000"], 2, "--samples sets the Monte Carlo of --check"),
         (["m*g", "--at", "m=2±0.1,g=9.81±1", "--corr", "m,g=1.3"], 2, "between -1 and 1"),
         (["m*g", "--at", "m=2±0.1,g=9.81", "--corr", "m,g=0.3"], 2, "--corr g,m: g has no uncertainty"),
         (["m*g", "--at", "m=2±0.1,g=9.81", "--sigma", "z=0.1"], 2, "z has an uncertainty, but it is not a variable"),
@@ -358,8 +363,8 @@ def test_a_covariance_file_that_is_not_symmetric(tmp_path):
     path = tmp_path / "cov.csv"
     path.write_text(",m,g\nm,0.01,0.0003\ng,0.0004,0.0001\n")
     result = invoke("propagate", "m*g", "--at", "m=2,g=9.81", "--cov", str(path))
-    assert result.exit_code == 2
-    assert "--cov: not symmetric" in result.stderr
+    assert result.exit_code == 4
+    assert f"{path}: not symmetric: (m, g) is 0.0003, (g, m) is 0.0004" in result.stderr
 
 
 def test_a_negative_uncertainty_in_a_file_names_file_row_and_column(tmp_path):
@@ -531,3 +536,86 @@ def test_dask_frames_give_the_local_numbers():
     pd.testing.assert_frame_equal(distributed.compute(), local)
     kinks = diffcli.formula("abs(m - 2)").kinks(dd.from_pandas(frame, npartitions=2)).compute()
     assert kinks["kink_f1"].tolist() == [True, False, False, False]
+
+
+# ---- found by review -----------------------------------------------------------------------------
+
+
+def test_check_with_prefix_and_suffix():
+    result = invoke(
+        "propagate", "a=x*y", "b=x/y", "--at", "x=1±0.1,y=2±0.1", "--prefix", "p_", "--suffix", "_s",
+        "--check", "--samples", "1000", "-f", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["p_mc_agrees_s"] == {"a": True, "b": True}
+    assert answer["p_mc_mean_s"]["a"] == pytest.approx(2.0, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "point, dtype", [("x=1e200±1e190", "float64"), ("x=1e-200±1e-201", "float64"), ("x=1e25±1e24", "float32")]
+)
+def test_check_has_no_false_alarm_at_extreme_magnitudes(point, dtype):
+    result = invoke("propagate", "x", "--at", point, "--dtype", dtype, "--check", "--samples", "1000", "-f", "json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["mc_sigma"] == pytest.approx(answer["sigma"], rel=0.1)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (",x,y\nx,0.01,0.2\ny,0.2,0.04\n", "(x, y) is 0.2, more than the variances allow"),
+        (",x,x\nx,0.01,0.002\nx,0.002,0.04\n", "x is named twice"),
+        ("[[0.01, 0.002], [0.002, 0.04]]", "expected an object of objects"),
+    ],
+)
+def test_impossible_covariance_files(tmp_path, text, message):
+    path = tmp_path / "cov.txt"
+    path.write_text(text)
+    result = invoke("propagate", "x+2*y", "--at", "x=1,y=2", "--cov", str(path))
+    assert result.exit_code in (2, 4)
+    assert message in result.stderr
+    assert str(path) in result.stderr or "--cov" in result.stderr
+
+
+def test_covariance_files_as_labs_write_them(tmp_path):
+    expected = one("propagate", "x+2*y", "--at", "x=1±0.1,y=2±0.2", "--corr", "x,y=0.1")
+    corner = tmp_path / "corner.csv"
+    corner.write_text("name,x,y,z\nx,0.01,0.002,0\ny,0.002,0.04,0\nz,0,0,1\n")
+    result = invoke("propagate", "x+2*y", "--at", "x=1,y=2", "--cov", str(corner), "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sigma"] == pytest.approx(expected["sigma"], rel=1e-14)
+    assert "z not in the formula (left out)" in result.stderr
+
+
+def test_underscored_variables_are_not_families(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("my_var,u_my_var,u_my\n2.0,0.1,5\n")
+    assert one("propagate", "2*my_var", "--input", str(path))["sigma"] == pytest.approx(0.2, rel=1e-15)
+
+
+def test_nan_sigma_at_a_kink_is_not_called_only_a_negative_variance():
+    result = invoke("propagate", "abs(x)", "--at", "x=0±0.1", "--order", "2")
+    assert "or a second derivative undefined (at a kink)" in result.stderr
+
+
+def test_plot_counts_its_rows():
+    result = invoke("propagate", "1/x", "--grid", "x=0.1:0.2:5", "--sigma", "x=0.05", "--plot", "--check")
+    assert result.exit_code == 5
+    assert "5 of 5 results disagree" in result.stderr
+
+
+def test_run_writes_sigma_into_at_and_notes_a_failed_check():
+    from diffcli.session import Session
+
+    session = Session()
+    request = {"id": 1, "op": "propagate", "expr": "1/x", "at": {"x": 0.1}, "sigma": {"x": 0.05}, "check": True}
+    answer = json.loads(session.answer(json.dumps(request).encode()))
+    assert answer["at"] == {"x": 0.1, "u_x": 0.05}
+    assert answer["mc_agrees"] is False
+    assert "1 of 1 results disagree with Monte Carlo" in answer["notes"][0]
+    for bad, message in [({"order": 0}, '"order" must be 1 or 2'), ({"samples": 1000}, '"samples" sets')]:
+        request = {"id": 2, "op": "propagate", "expr": "x", "at": {"x": 1, "u_x": 0.1}, **bad}
+        error = json.loads(session.answer(json.dumps(request).encode()))["error"]
+        assert error["code"] == 2 and message in error["message"]
