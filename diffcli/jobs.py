@@ -428,6 +428,10 @@ def propagate(
     check_tolerance = uncertainty.TOLERANCE if check_tolerance is None else check_tolerance
     if (plot or plot_output) and (len(grid or []) != 1 or source.input is not None):
         raise UsageError("--plot draws the value and its ±sigma band over one --grid (and no --input)")
+    if plot and (output is None or output == "-"):
+        for flag, given in (("--format", fmt != "auto"), ("--symbolic", symbolic), ("--latex", latex)):
+            if given:
+                raise UsageError(f"--plot draws on stdout instead of the rows: {flag} has nothing to shape there")
     formula = api.formula(exprs, aux or [])
     for text in formula.notes:
         note(text)
