@@ -12,15 +12,14 @@ import mpmath
 import numpy as np
 import pytest
 import sympy
+import uncertainties
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
+from uncertainties import umath
 
 import diffcli
 from diffcli.cli import app
-
-uncertainties = pytest.importorskip("uncertainties")
-from uncertainties import umath  # noqa: E402
 
 runner = CliRunner()
 
