@@ -53,6 +53,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ``subprocess`` call) or runs long, so ``-m 'not slow'`` is a quick subset."""
     for item in items:
         source = getattr(item.function, "__code__", None)
-        spawns = source is not None and {"run_cli", "first_lines", "subprocess"} & set(source.co_names)
+        spawns = source is not None and {"run_cli", "first_lines", "subprocess", "pty_run"} & set(source.co_names)
         if item.path.name in SLOW_MODULES or "cli" in getattr(item, "fixturenames", ()) or spawns:
             item.add_marker(pytest.mark.slow)
