@@ -15,6 +15,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -450,6 +451,8 @@ def propagate(
         try:
             numbers[name] = sources.number(value, f"--sigma {name}")
         except UsageError:
+            if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", value, re.IGNORECASE):  # a number: 1e400
+                raise
             given.columns[name] = value
     for text in corr or []:
         names, _, value = text.rpartition("=")

@@ -17,6 +17,7 @@ import collections
 import dataclasses
 import math
 import numbers
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -175,6 +176,8 @@ def matrix(inputs: Sequence[str], pairs: Pairs) -> list[list[float]]:
         a, b = variable_name(a), variable_name(b)
         where = f"{option('correlation')} {a},{b}"
         for name in (a, b):
+            if any(re.fullmatch(rf"{re.escape(name)}_\d+", i) for i in index) and name not in index:
+                raise UsageError(f"{where}: {name} is a family (x[1], x[2], …): name its members, like {name}[1]")
             if name not in index:
                 raise UsageError(f"{where}: {name} has no uncertainty", hint=f"give it one: {option('sigma')} {name}=…")
         if a == b:

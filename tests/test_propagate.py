@@ -318,6 +318,8 @@ def test_check_interval_of_a_linear_formula():
         (["m*g", "--at", "m=2,g=9.81"], 2, "propagate needs the inputs' uncertainties"),
         (["m*g", "--at", "m=2±-0.1,g=9.81"], 2, "--at m: an uncertainty is a finite number, 0 or more"),
         (["m*g", "--at", "m=2±inf,g=9.81"], 2, "--at m: an uncertainty is a finite number, 0 or more"),
+        (["x", "--at", "x=1", "--sigma", "x=1e400"], 2, "--sigma x: '1e400' overflows a double"),
+        (["x[1]*y", "--at", "x[1]=1,y=2", "--sigma", "x=0.1,y=0.1", "--corr", "x,y=0.5"], 2, "x is a family"),
         (["m*g", "--at", "m=2,g=9.81", "--sigma", "m=0.1,m=0.2"], 2, "--sigma m: its uncertainty is given twice"),
         (["x", "--grid", "x=0:1:3", "--sigma", "x=0.1", "--plot-output", "/nonexistent/b.png"], 2, "no such folder"),
         (["x", "--at", "x=1±0.1", "--check", "--seed", str(2**64)], 2, "--seed must be an integer from 0"),
