@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -104,8 +105,9 @@ class Formula:
         ``propagate``'s inputs are ``wrt``."""
         names = tuple(_names(wrt))
         tangent, cotangent = _weights(tangent, "tangent"), _weights(cotangent, "cotangent")
-        if order is not None and (not isinstance(order, int) or isinstance(order, bool)):
+        if order is not None and (not isinstance(order, numbers.Integral) or isinstance(order, bool)):
             raise UsageError(f"{option('order')} must be an integer, got {order!r}")
+        order = None if order is None else int(order)
         pairs = None if correlation is None else tuple(sorted(correlation.items()))
         key = (operation, names, _items(tangent), _items(cotangent), order, prefix, suffix, pairs, coverage)
         if key not in self._compiled and len(self._compiled) >= COMPILED:  # jvp along many tangents
@@ -281,13 +283,16 @@ class Formula:
 
         if not isinstance(check, bool):
             raise UsageError(f"{option('check')} must be True or False, got {check!r:.60}")
+        indexed = self.compiled("value").plan.indexed
+        if isinstance(covariance, Mapping):  # names the formula does not use are left out
+            covariance, _ = uncertainty.restricted(covariance, self.variables, indexed)
         given = uncertainty.Given.of(sigma, correlation, covariance)
         for name, column in given.columns.items():
             if column not in columns:
                 raise UsageError(f"{option('sigma')} {name!r}: the data has no column {column!r}")
         compiled = self.compiled(
             "propagate",
-            wrt=given.inputs(self.variables, self.compiled("value").plan.indexed, columns),
+            wrt=given.inputs(self.variables, indexed, columns),
             order=order,
             correlation=given.pairs,
             coverage=coverage,

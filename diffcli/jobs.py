@@ -256,6 +256,7 @@ def scan(
     drawn on stdout instead of written there (``plot_output``: a figure, or the drawing, in a file)."""
     if (plot or plot_output) and not trajectory:
         raise UsageError("--plot draws the steps of a run: add --trajectory")
+    _check_plot_stdout(plot, output, ("--format", fmt != "auto"), ("--precision", precision is not None))
     _check_plot_output(plot_output)
     if steps < 0:
         raise UsageError(f"--steps must be 0 or more, got {steps}")
@@ -429,10 +430,7 @@ def propagate(
     check_tolerance = uncertainty.TOLERANCE if check_tolerance is None else check_tolerance
     if (plot or plot_output) and (len(grid or []) != 1 or source.input is not None):
         raise UsageError("--plot draws the value and its ±sigma band over one --grid (and no --input)")
-    if plot and (output is None or output == "-"):
-        for flag, given in (("--format", fmt != "auto"), ("--symbolic", symbolic), ("--latex", latex)):
-            if given:
-                raise UsageError(f"--plot draws on stdout instead of the rows: {flag} has nothing to shape there")
+    _check_plot_stdout(plot, output, ("--format", fmt != "auto"), ("--symbolic", symbolic), ("--latex", latex))
     formula = api.formula(exprs, aux or [])
     for text in formula.notes:
         note(text)
@@ -462,15 +460,14 @@ def propagate(
         given.correlate(*pair, sources.number(value, f"--corr {names}"))
     variables, indexed = formula.variables, formula.compiled("value").plan.indexed
     if cov is not None:
-        matrix = _matrix(cov)
-        unused = [n for n in matrix if sources.variable_name(n) not in variables]
+        matrix, unused = uncertainty.restricted(_matrix(cov), variables, indexed)
         if unused:
             note(f"--cov {cov}: {', '.join(unused)} not in the formula (left out)")
+        if not matrix:
+            raise DataError(f"{cov}: none of its names is a variable of the formula")
         given.numbers = dict(numbers)
         try:
-            given.cover(
-                {n: {c: v for c, v in row.items() if c not in unused} for n, row in matrix.items() if n not in unused}
-            )
+            given.cover(matrix)
         except UsageError as e:  # the file's numbers: bad input data, named by the file
             if not e.message.startswith("--cov: "):
                 raise
@@ -581,7 +578,7 @@ def _matrix(path: str) -> dict[str, dict[str, float]]:
     if not rows:
         raise DataError(f"{path}: is empty: expected a header line of names")
     header, body = [h.strip() for h in rows[0]], rows[1:]
-    labelled = header[0] == "" or [r[0].strip() for r in body] == header[1:]  # names first in each row too
+    labelled = header[0] == "" or sorted(r[0].strip() for r in body) == sorted(header[1:])  # names first in rows too
     names = header[1:] if labelled else header
     twice = sorted(
         {n for n in names if names.count(n) > 1}
@@ -701,10 +698,20 @@ def _check_plot_output(plot_output: str | None) -> None:
             raise UsageError(f"--plot-output {plot_output}: a figure (.png, .svg, .pdf) or the drawing (.txt)")
         if target in FIGURES:
             require_matplotlib(f"--plot-output {plot_output}")
+        if os.path.isdir(plot_output):
+            raise UsageError(f"--plot-output {plot_output} is a folder; name a file")
         folder = os.path.dirname(os.path.abspath(plot_output))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):  # found before any work, not after
             reason = "no such folder" if not os.path.isdir(folder) else "permission denied"
             raise UsageError(f"cannot write --plot-output {plot_output}: {reason}")
+
+
+def _check_plot_stdout(plot: bool, output: str | None, *given: tuple[str, bool]) -> None:
+    """``--plot`` draws on stdout instead of the rows: refuse the options (flag, given) that shape rows there."""
+    if plot and output in (None, "-"):
+        for flag, was_given in given:
+            if was_given:
+                raise UsageError(f"--plot draws on stdout instead of the rows: {flag} has nothing to shape there")
 
 
 def _draw(drawn: Any, plot: bool, plot_output: str | None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ class Plot:
             )
         import shutil
 
+        _sizes(width, height, least=20)
         columns, lines = shutil.get_terminal_size()
         width, height = width or columns, height or max(12, min(lines - 4, 30))
         each = max(6, (height - 1) // len(self.panels) - 5)  # a panel's frame, axis and legend: 5 lines
@@ -109,6 +111,7 @@ class Plot:
 
     def figure(self, width: int = SIZE[0], height: int = SIZE[1]) -> Figure:
         """A matplotlib Figure of ``width`` × ``height`` pixels (at ``DPI``), not tied to pyplot."""
+        _sizes(width, height, least=100)
         if len(self.grid) == 2:
             x, y = self.grid
             gradient = [c for p, c in self.quantities if p[0] in ("grad", "jacobian")]
@@ -170,7 +173,7 @@ def of_formula(
     names = tuple(g.names[0] for g in groups)
     items = shown(show, len(names), len(formula.texts))
     if at is not None and not (
-        isinstance(at, Mapping) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in at.values())
+        isinstance(at, Mapping) and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in at.values())
     ):
         raise UsageError(f"{option('at')} must be a mapping of names to single numbers, got {at!r:.60}")
     points = sources.points([dict(at)] if at else [], groups)
@@ -275,12 +278,12 @@ def terminal(
     curves are braille lines; without colour several curves each get a character of their own."""
     import uniplot
 
-    ys = [_finite(y) for _, y in curves]
-    labels = [label for label, _ in curves]
-    if not any(np.isfinite(y).any() for y in ys):
+    drawn = [(label, _finite(y)) for label, y in curves if np.isfinite(_finite(y)).any()]  # all gaps: no curve
+    if not drawn:
         return "(nothing to draw: no value is a finite number)"
-    largest = max(float(np.nanmax(np.abs(y))) for y in ys if np.isfinite(y).any())
-    if largest > 1e150:  # uniplot's axis arithmetic overflows near 1e200: draw in units of a power of ten
+    labels, ys = [label for label, _ in drawn], [y for _, y in drawn]
+    largest = max(float(np.nanmax(np.abs(y))) for y in ys)
+    if largest > 1e15 or 0 < largest < 1e-4:  # uniplot's axis overflows near 1e200, its labels round 1e-20 to 0
         power = math.floor(math.log10(largest))
         ys = [y / 10.0**power for y in ys]
         labels = [f"{label} (×1e{power})" for label in labels]
@@ -410,6 +413,19 @@ def _new_figure(width: int, height: int) -> Figure:
     return Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
 
 
+def _sizes(width: Any, height: Any, least: int) -> None:
+    """A drawing's or figure's size checked: whole numbers of at least ``least`` by 8 (or None)."""
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and (
+            not isinstance(value, numbers.Integral)
+            or isinstance(value, bool)
+            or not (8 if name == "height" else least) <= value <= 20_000
+        ):
+            raise UsageError(
+                f"{name} must be a whole number from {8 if name == 'height' else least} to 20000, got {value!r:.30}"
+            )
+
+
 def _finite(y: Any) -> np.ndarray:
     """``y`` as float64 with every non-finite number NaN: a gap, in either library."""
     y = np.asarray(y, dtype=np.float64)
@@ -443,13 +459,19 @@ def _grids(grid: Mapping[str, Any]) -> list[Any]:
         if isinstance(spec, sources.Group):
             groups.append(spec)
         elif isinstance(spec, tuple):
-            if len(spec) != 3 or not isinstance(spec[2], int) or not all(isinstance(v, (int, float)) for v in spec):
+            whole = len(spec) == 3 and isinstance(spec[-1], numbers.Integral) and not isinstance(spec[-1], bool)
+            if len(spec) != 3 or not whole or not all(isinstance(v, numbers.Real) for v in spec):
                 raise UsageError(
                     f"{option('grid')} {name!r}: (start, stop, count) with a whole count, got {spec!r:.60}"
                 )
-            groups.append(sources.grid(f"{name}={spec[0]!r}:{spec[1]!r}:{spec[2]}"))
+            groups.append(sources.grid(f"{name}={float(spec[0])!r}:{float(spec[1])!r}:{int(spec[2])}"))
         else:
-            values = np.asarray(spec, dtype=np.float64).reshape(-1)
+            try:
+                values = np.asarray(spec, dtype=np.float64)
+            except (TypeError, ValueError):
+                values = np.zeros((0, 0))
+            if values.ndim != 1 or not values.size or not np.isfinite(values).all():
+                raise UsageError(f"{option('grid')} {name!r}: (start, stop, count) or finite values, got {spec!r:.60}")
             groups.append(sources.Group((name,), tuple((float(v),) for v in values)))
     return groups
 

@@ -156,6 +156,8 @@ def grid(text: str) -> Grid:
         raise UsageError(f"--grid {text!r}: expected name=start:stop:count, e.g. x=0:10:100")
     option_name(name, "--grid")
     start, stop = (number(p, f"--grid {name}") for p in parts[:2])
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise UsageError(f"--grid {text!r}: the ends must be finite numbers")
     try:
         count = int(parts[2])
     except ValueError:

@@ -232,6 +232,21 @@ def covariance(given: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, floa
     return sigma, pairs
 
 
+def restricted(
+    matrix: Mapping[str, Mapping[str, Any]], variables: Collection[str], indexed: Collection[str]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """A covariance matrix without the names that are not variables (or families) of the formula,
+    as a lab's shared matrix has; and those names."""
+    keep = {*variables, *(v.rpartition("_")[0] for v in indexed)}
+    unused = [str(n) for n in matrix if variable_name(str(n)) not in keep]
+    kept = {
+        str(n): {str(c): v for c, v in row.items() if str(c) not in unused} if isinstance(row, Mapping) else row
+        for n, row in matrix.items()
+        if str(n) not in unused
+    }
+    return kept, unused
+
+
 def check_uncertainties(values: Mapping[str, Any], inputs: Sequence[str], place: Any) -> None:
     """A data error at the first negative (or NaN) uncertainty of ``values`` (numpy arrays or
     tensors by variable); ``place(row, column)`` says where it is for the message."""
@@ -358,10 +373,14 @@ class Propagation:
             for column, count in self.vanishing.items()
             if count and order == 1
         ]
+        why = (
+            "the second-order variance is negative there (the uncertainties are too large for a Taylor "
+            "expansion) or a second derivative undefined (at a kink)"
+            if order == 2
+            else "a first derivative is not a number there, or the variance overflows a double"
+        )
         return notes + [
-            f"{column} is NaN in {count} of {rows} rows: the second-order variance is negative there (the "
-            "uncertainties are too large for a Taylor expansion) or a second derivative undefined (at a kink); "
-            f"{option('check')} compares with Monte Carlo"
+            f"{column} is NaN in {count} of {rows} rows: {why}; {option('check')} compares with Monte Carlo"
             for column, count in self.negative.items()
             if count
         ]
@@ -477,13 +496,16 @@ class MonteCarlo:
 
         n = self.samples
         # in units of sigma about the value: squares of 1e200 (or of 1e25 in float32) would overflow
-        scale = torch.where(sigma > 0, sigma, torch.where(value.abs() > 0, value.abs(), torch.ones_like(value)))
-        z = (sample - value.unsqueeze(1)) / scale.unsqueeze(1)
+        finite = value.isfinite() & sigma.isfinite()
+        centred = torch.where(finite, value, torch.zeros_like(value))  # no value to centre on: the draws' own
+        size = centred.abs()
+        scale = torch.where(finite & (sigma > 0), sigma, torch.where(size > 0, size, torch.ones_like(size)))
+        z = (sample - centred.unsqueeze(1)) / scale.unsqueeze(1)
         centre = z.sum(dim=1) / n  # sums, not std(): they give a row the same digits in any batch
         spread = ((z - centre.unsqueeze(1)) ** 2).sum(dim=1).div(n - 1).sqrt()
-        mean, deviation = value + centre * scale, spread * scale
+        mean, deviation = centred + centre * scale, spread * scale
         relative = sigma / scale  # 1, or 0 where sigma is 0
-        allowed = self.tolerance * relative + 64 * self._eps  # u = 0: the same number, summed N times
+        allowed = self.tolerance * relative + 64 * self._eps * size / scale  # u = 0: the same number, N times
         agrees = (centre.abs() <= allowed + STANDARD_ERRORS * relative / math.sqrt(n)) & (
             (spread - relative).abs() <= allowed + STANDARD_ERRORS * relative / math.sqrt(2 * n)
         )
@@ -499,8 +521,8 @@ class MonteCarlo:
             band = allowed + STANDARD_ERRORS * error * relative
             for end, sign in zip(interval, (-1, 1)):
                 agrees &= (end - sign * k * relative).abs() <= band
-            reported += [value + end * scale for end in interval]
-        agrees = (agrees & ~sample.isnan().any(dim=1)) | value.isnan()  # no value: nothing to compare
+            reported += [centred + end * scale for end in interval]
+        agrees = (agrees & finite & ~sample.isnan().any(dim=1)) | value.isnan()  # no value: nothing to compare
         bad = (~agrees).nonzero()
         self.failures += int(bad.numel())
         if bad.numel() and self.first is None:

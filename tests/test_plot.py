@@ -274,3 +274,21 @@ def test_api_arguments_of_the_wrong_kind_are_usage_errors():
             g.plot(grid, **options)
     with pytest.raises(diffcli.UsageError, match="cannot write"):
         g.plot({"x": (0, 1, 3)}, at={"y": 1}).save("/nonexistent/a.png")
+
+
+def test_a_curve_of_gaps_beside_a_finite_one():
+    got = invoke("plot", "a=x", "b=log(-1-x*x)", "--grid", "x=0:1:10", "--format", "plot", "--show", "value")
+    assert got.exit_code == 0, got.output
+    assert "b is not finite at 10 of 10 points" in got.stderr
+
+
+def test_bad_grids_and_sizes_are_usage_errors():
+    assert invoke("plot", "x", "--grid", "x=0:inf:5").exit_code == 2
+    g = diffcli.formula("x")
+    for grid in ({"x": "0:1:5"}, {"x": [[0, 1], [2, 3]]}, {"x": (0, float("inf"), 5)}):
+        with pytest.raises(diffcli.UsageError):
+            g.plot(grid)
+    p = g.plot({"x": (np.float32(0), np.int64(1), np.int64(5))})
+    for call in (lambda: p.text("80"), lambda: p.figure("10"), lambda: p.figure(0, 600)):
+        with pytest.raises(diffcli.UsageError):
+            call()

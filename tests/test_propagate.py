@@ -620,3 +620,44 @@ def test_run_writes_sigma_into_at_and_notes_a_failed_check():
         request = {"id": 2, "op": "propagate", "expr": "x", "at": {"x": 1, "u_x": 0.1}, **bad}
         error = json.loads(session.answer(json.dumps(request).encode()))["error"]
         assert error["code"] == 2 and message in error["message"]
+
+
+def test_check_where_the_analytic_value_is_not_a_number():
+    """sin(x)/x at 0: the formula has no value there, but its draws do; 1/x at 0: inf against draws."""
+    answer = diffcli.formula("sin(x)/x").propagate({"x": 0.0}, sigma={"x": 0.1}, check=True, coverage=2)
+    assert np.isnan(answer["value"][0]) and answer["mc_agrees"][0]
+    assert answer["mc_mean"][0] == pytest.approx(1 - 0.01 / 6, abs=1e-4)  # E[sin x / x] ≈ 1 - u²/6
+    pole = invoke("propagate", "1/x", "--at", "x=0±0.1", "--check")
+    assert pole.exit_code == 5
+    assert "inf ± inf analytic" in pole.stderr and "nan ± nan" not in pole.stderr
+
+
+def test_check_below_the_dtypes_resolution_is_no_false_alarm():
+    for point, dtype in (("x=1e6±1e-3", "float32"), ("x=1e17±1", "float64")):
+        assert invoke("propagate", "x+5", "--at", point, "--dtype", dtype, "--check").exit_code == 0
+
+
+def test_covariance_names_not_in_the_formula_are_left_out_everywhere(tmp_path):
+    matrix = {"x": {"x": 0.01, "y": 0.001, "q": 0.001}, "y": {"x": 0.001, "y": 0.01}, "q": {"q": 1, "x": 0.001}}
+    path = tmp_path / "cov.json"
+    path.write_text(json.dumps(matrix))
+    command = one("propagate", "x*y", "--at", "x=1,y=2", "--cov", str(path))
+    api = diffcli.formula("x*y").propagate({"x": 1.0, "y": 2.0}, covariance=matrix)
+    from diffcli.session import Session
+
+    request = {"id": 1, "op": "propagate", "expr": "x*y", "at": {"x": 1, "y": 2}, "covariance": matrix}
+    answer = json.loads(Session().answer(json.dumps(request).encode()))
+    assert command["sigma"] == api["sigma"][0] == answer["sigma"]
+    assert answer["notes"] == ['"covariance": q not in the formula (left out)']
+    absent = tmp_path / "absent.csv"
+    absent.write_text("a,b\n1,0\n0,1\n")
+    result = invoke("propagate", "x*y", "--at", "x=1,y=2", "--cov", str(absent))
+    assert result.exit_code == 4 and "none of its names is a variable of the formula" in result.stderr
+
+
+def test_plot_output_naming_a_folder_fails_before_any_row(tmp_path):
+    (tmp_path / "d.png").mkdir()
+    result = invoke(
+        "propagate", "x**2", "--grid", "x=0:1:5", "--sigma", "x=0.1", "--plot-output", str(tmp_path / "d.png")
+    )
+    assert result.exit_code == 2 and result.stdout == ""
