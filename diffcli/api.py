@@ -284,9 +284,7 @@ class Formula:
         if not isinstance(check, bool):
             raise UsageError(f"{option('check')} must be True or False, got {check!r:.60}")
         indexed = self.compiled("value").plan.indexed
-        if isinstance(covariance, Mapping):  # names the formula does not use are left out
-            covariance, _ = uncertainty.restricted(covariance, self.variables, indexed)
-        given = uncertainty.Given.of(sigma, correlation, covariance)
+        given = uncertainty.Given.of(sigma, correlation, covariance, uncertainty.bases(self.variables, indexed))
         for name, column in given.columns.items():
             if column not in columns:
                 raise UsageError(f"{option('sigma')} {name!r}: the data has no column {column!r}")

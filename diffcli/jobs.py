@@ -213,9 +213,8 @@ def evaluate(
         torch_dtype, target = _torch(dtype, device, cpu_threads)
         compute = pipeline.Evaluator(compiled, from_file, torch_dtype, target)
         expectations = gate.expectations(stack, torch_dtype, layout, source)
-        stream = stack.enter_context(destination(output))
-        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(texts))
-        pipeline.run(frames, compute, gate.watching(expectations, sink.write), watch=_watched(reader, progress()))
+        sink, write, _ = _rows(stack, output, fmt, layout, precision, ", ".join(texts), expectations)
+        pipeline.run(frames, compute, write, watch=_watched(reader, progress()))
         sink.close()
     if reader is not None and reader.skipped:
         note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
@@ -306,13 +305,9 @@ def scan(
             [*coordinates, *(["step"] if trajectory else [])], recurrence.columns, prefix=prefix, suffix=suffix
         )
         expectations = gate.expectations(stack, torch_dtype, layout, source)
-        drawn_here = plot and output in (None, "-")  # the drawing takes stdout: the rows go nowhere
-        stream = io.BytesIO() if drawn_here else stack.enter_context(destination(output))
-        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(updates))
-        kept: list[Any] = []
-        write = gate.watching(expectations, kept.append if drawn_here else sink.write)
-        if plot or plot_output:
-            write = _keeping(write, kept, drawn_here)
+        sink, write, kept = _rows(
+            stack, output, fmt, layout, precision, ", ".join(updates), expectations, plot, plot_output
+        )
         shown = progress()
         recurrence.step_done = lambda share: shown.update(done=share)
         for frame in _watched(reader, shown)(frames):
@@ -436,9 +431,9 @@ def propagate(
         note(text)
     fmt = _format(fmt, output)
     measured = [sources.assignments(t, "--at", uncertain=True) for t in at or []]
-    marked = {n.removeprefix("u_") for point in measured for n in point if n.startswith("u_")}
+    marked = {sources.uncertain(n) for point in measured for n in point} - {None}
     for point in measured:  # a point without ± where others have one: that value is exact
-        point.update({f"u_{n}": 0.0 for n in marked if n in point and f"u_{n}" not in point})
+        point.update({sources.uncertainty(n): 0.0 for n in marked if n in point} | point)
     numbers: dict[str, float] = {}
     given = uncertainty.Given()  # the columns --sigma names, and the correlations
     for item in (i for text in sigma or [] for i in sources.split(text)):
@@ -458,31 +453,27 @@ def propagate(
         if len(pair) != 2 or not all(n.strip() for n in pair):
             raise UsageError(f"--corr {text!r}: expected NAME,NAME=COEFFICIENT, e.g. --corr m,g=0.3")
         given.correlate(*pair, sources.number(value, f"--corr {names}"))
-    variables, indexed = formula.variables, formula.compiled("value").plan.indexed
+    keep = uncertainty.bases(formula.variables, formula.compiled("value").plan.indexed)
     if cov is not None:
-        matrix, unused = uncertainty.restricted(_matrix(cov), variables, indexed)
-        if unused:
-            note(f"--cov {cov}: {', '.join(unused)} not in the formula (left out)")
-        if not matrix:
-            raise DataError(f"{cov}: none of its names is a variable of the formula")
-        given.numbers = dict(numbers)
+        given.numbers = numbers
         try:
-            given.cover(matrix)
+            given.cover(_matrix(cov), keep)
         except UsageError as e:  # the file's numbers: bad input data, named by the file
             if not e.message.startswith("--cov: "):
                 raise
             raise DataError(f"{cov}: {e.message.removeprefix('--cov: ')}") from None
-        numbers = given.numbers
+        if given.left_out:
+            note(f"--cov {cov}: {', '.join(given.left_out)} not in the formula (left out)")
     for name, value in numbers.items():
         if not 0 <= value < math.inf:
             raise UsageError(f"--sigma {name}: an uncertainty is a finite number, 0 or more, got {value!r}")
         if name in marked:
             raise UsageError(f"{name}'s uncertainty is given twice: by --at {name}=…±… and by --sigma or --cov")
     for name in sorted({*marked, *numbers, *given.columns}):
-        if name not in variables and not any(v.rpartition("_")[0] == name for v in indexed):
+        if name not in keep:
             raise UsageError(f"{name} has an uncertainty, but it is not a variable of the formula")
     if numbers:
-        measured.append({f"u_{n}": v for n, v in numbers.items()})
+        measured.append({sources.uncertainty(n): v for n, v in numbers.items()})
     points = sources.points(measured, [sources.grid(t) for t in grid or []])
 
     with contextlib.ExitStack() as stack:
@@ -525,13 +516,9 @@ def propagate(
         frames = pipeline.ahead(points.frames(source.batch_size) if reader is None else map(points.cross, reader))
         compute = pipeline.Evaluator(propagation, from_file, torch_dtype, target)
         expectations = gate.expectations(stack, torch_dtype, layout, source)
-        drawn_here = plot and output in (None, "-")  # the drawing takes stdout: the rows go nowhere
-        stream = io.BytesIO() if drawn_here else stack.enter_context(destination(output))
-        sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=", ".join(exprs))
-        kept: list[Any] = []
-        write = gate.watching(expectations, kept.append if drawn_here else sink.write)
-        if plot or plot_output:
-            write = _keeping(write, kept, drawn_here)
+        sink, write, kept = _rows(
+            stack, output, fmt, layout, precision, ", ".join(exprs), expectations, plot, plot_output
+        )
         pipeline.run(frames, compute, write, watch=_watched(reader, progress()))
         sink.close()
     if plot or plot_output:
@@ -663,29 +650,37 @@ def plot(
             sink.close()
         _non_finite_notes(sink, target, note)
         return
-    if target == "plot":
-        colour = output in (None, "-") and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        picture = (drawn.text(width, height, colour=colour) + "\n").encode()
-    else:
-        buffer = io.BytesIO()
-        drawn.figure(width or plots.SIZE[0], height or plots.SIZE[1]).savefig(buffer, format=target, dpi=plots.DPI)
-        picture = buffer.getvalue()
     with destination(output) as stream:
-        stream.write(picture)
+        stream.write(_picture(drawn, target, output, width, height))
     for column, bad in drawn.non_finite().items():
         note(f"{column} is not finite at {bad} of {rows} points (left out: a gap in the plot)")
 
 
-def _keeping(write: Callable[[Any], None], kept: list[Any], drawn_here: bool) -> Callable[[Any], None]:
-    """``write``, also keeping each batch for the plot (``drawn_here``: ``write`` keeps them already)."""
-    if drawn_here:
-        return write
+def _rows(
+    stack: contextlib.ExitStack,
+    output: str | None,
+    fmt: str,
+    layout: sinks.Layout,
+    precision: int | None,
+    title: str,
+    expectations: Any,
+    plot: bool = False,
+    plot_output: str | None = None,
+) -> tuple[sinks.Sink, Callable[[Any], None], list[Any]]:
+    """The sink of a command's rows, the function that writes a batch there (compared with
+    ``--expect`` first), and the batches kept for a plot: where ``--plot`` takes stdout the rows go
+    nowhere, else they are written and kept."""
+    drawn_here = plot and output in (None, "-")
+    stream = io.BytesIO() if drawn_here else stack.enter_context(destination(output))
+    sink = sinks.open_sink(fmt, stream, layout, precision=precision, title=title)
+    kept: list[Any] = []
 
-    def keep(frame: Any) -> None:
-        write(frame)
+    def both(frame: Any) -> None:
+        sink.write(frame)
         kept.append(frame)
 
-    return keep
+    store = kept.append if drawn_here else both if plot or plot_output else sink.write
+    return sink, Gate.watching(expectations, store), kept
 
 
 def _check_plot_output(plot_output: str | None) -> None:
@@ -717,21 +712,26 @@ def _check_plot_stdout(plot: bool, output: str | None, *given: tuple[str, bool])
 def _draw(drawn: Any, plot: bool, plot_output: str | None) -> None:
     """A ``plots.Plot`` drawn on stdout (``plot``; colour on a terminal) and, with ``plot_output``,
     into that file (a figure or the drawing, by its extension)."""
+    if plot:
+        with destination(None) as stream:
+            stream.write(_picture(drawn, "plot", None))
+    if plot_output:
+        picture = _picture(drawn, _plot_target("auto", plot_output), plot_output)  # made whole before the file
+        with destination(plot_output, "--plot-output") as stream:
+            stream.write(picture)
+
+
+def _picture(drawn: Any, target: str, output: str | None, width: int | None = None, height: int | None = None) -> bytes:
+    """A ``plots.Plot`` as the bytes of ``target``: the drawing (``plot``; colour only on a terminal's
+    stdout, unless NO_COLOR) or a figure's format."""
     from . import plots
 
-    if plot:
-        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        with destination(None) as stream:
-            stream.write((drawn.text(colour=colour) + "\n").encode())
-    if plot_output:
-        target = _plot_target("auto", plot_output)
-        buffer = io.BytesIO()
-        if target == "plot":
-            buffer.write((drawn.text() + "\n").encode())
-        else:
-            drawn.figure().savefig(buffer, format=target, dpi=plots.DPI)
-        with destination(plot_output, "--plot-output") as stream:
-            stream.write(buffer.getvalue())
+    if target == "plot":
+        colour = output in (None, "-") and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        return (drawn.text(width, height, colour=colour) + "\n").encode()
+    buffer = io.BytesIO()
+    drawn.figure(width or plots.SIZE[0], height or plots.SIZE[1]).savefig(buffer, format=target, dpi=plots.DPI)
+    return buffer.getvalue()
 
 
 def report(rows: list[dict[str, Any]], fmt: str, output: str | None) -> None:

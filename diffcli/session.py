@@ -192,13 +192,11 @@ class Session:
         for field in ("samples", "seed", "tolerance"):
             if request.get(field) is not None and not check:
                 raise UsageError(f'"{field}" sets the Monte Carlo of "check": add "check": true')
-        covariance, unused = request.get("covariance"), []
-        if isinstance(covariance, dict):  # names the formula does not use are left out, as --cov leaves them
-            plan = formula.compiled("value").plan
-            covariance, unused = uncertainty.restricted(covariance, plan.variables, plan.indexed)
-        given = uncertainty.Given.of(request.get("sigma"), request.get("correlation"), covariance)
+        plan = formula.compiled("value").plan
+        keep = uncertainty.bases(plan.variables, plan.indexed)
+        given = uncertainty.Given.of(request.get("sigma"), request.get("correlation"), request.get("covariance"), keep)
         if given.numbers:  # in "at", as the command line writes them
-            names = [f"u_{n}" for n in given.numbers]
+            names = [sources.uncertainty(n) for n in given.numbers]
             for twice in sorted(set(names) & set(points.names)):
                 raise UsageError(f'{twice} is given by "at" and by "sigma" or "covariance"')
             points = sources.Points((*points.groups, sources.Group(tuple(names), (tuple(given.numbers.values()),))))
@@ -223,8 +221,8 @@ class Session:
         )
         sink.write(frame.hstack(pl.DataFrame({c: r.cpu().numpy() for c, r in results.items()})))
         notes = [*formula.notes, *propagation.notes(sink.rows, order)]
-        if unused:
-            notes.append(f'"covariance": {", ".join(unused)} not in the formula (left out)')
+        if given.left_out:
+            notes.append(f'"covariance": {", ".join(given.left_out)} not in the formula (left out)')
         if propagation.monte_carlo is not None and propagation.monte_carlo.failures:
             notes.append(propagation.monte_carlo.verdict(sink.rows))
         notes += [f"{c} is not finite in {n} of {sink.rows} rows (written as null)" for c, n in sink.non_finite.items()]

@@ -253,8 +253,10 @@ class TableSink(Sink):
         variables: dict[str, dict[str, str]] = {n: {"at": row[n]} for n in self.layout.coordinates}
         fix, suffix = self.layout.prefix, self.layout.suffix  # --prefix d_: the headers read d_grad
         if any(path[0] == "contribution" for path, _ in self.layout.quantities):  # propagate: u_m beside m
-            for name in [n for n in self.layout.coordinates if n.startswith("u_") and n[2:] in variables]:
-                variables[name[2:]]["u"] = variables.pop(name)["at"]
+            from .sources import uncertain
+
+            for name in [n for n in self.layout.coordinates if uncertain(n) in variables]:
+                variables[uncertain(name)]["u"] = variables.pop(name)["at"]
         for path, column in self.layout.quantities:
             head, *rest = path
             text = row[column]

@@ -18,6 +18,7 @@ from .errors import DiffcliError, UsageError
 from .language import option_name, parse_number, variable_name
 
 MAX_POINTS = 2**53  # grid indexes stay exact as doubles; far beyond what finishes
+UNCERTAINTY = "u_"  # x's standard uncertainty is the variable (and column) u_x, as the GUM writes u(x)
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,22 @@ def assignments(text: str, option: str, *, uncertain: bool = False) -> dict[str,
         mean, plus_minus, sigma = _plus_minus(value) if uncertain else (value, "", "")
         values[name] = number(mean, f"{option} {name}")
         if plus_minus:
-            values[f"u_{name}"] = number(sigma, f"{option} {name}: the uncertainty")
-            if not 0 <= values[f"u_{name}"] < math.inf:
+            values[uncertainty(name)] = number(sigma, f"{option} {name}: the uncertainty")
+            if not 0 <= values[uncertainty(name)] < math.inf:
                 raise UsageError(
                     f"{option} {name}: an uncertainty is a finite number, 0 or more, got {sigma.strip()!r}"
                 )
     return values
+
+
+def uncertainty(name: str) -> str:
+    """The variable holding ``name``'s standard uncertainty: ``u_m`` for m."""
+    return UNCERTAINTY + name
+
+
+def uncertain(variable: str) -> str | None:
+    """The variable whose uncertainty ``variable`` holds (m for ``u_m``), or None."""
+    return variable.removeprefix(UNCERTAINTY) if variable.startswith(UNCERTAINTY) else None
 
 
 def _plus_minus(text: str) -> tuple[str, str, str]:

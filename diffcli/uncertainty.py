@@ -27,6 +27,7 @@ import sympy
 from . import rules, transforms
 from .errors import DataError, UsageError, example, option
 from .language import Parsed, in_order, option_name, symbol, symbolic_time_limit, variable_name
+from .sources import uncertainty
 
 if TYPE_CHECKING:
     import torch
@@ -38,11 +39,6 @@ SAMPLES = 100_000  # Monte Carlo trials per row (JCGM 101 asks 10⁶ for a 95 % 
 TOLERANCE = 0.1  # the Monte Carlo check's allowance, as a share of the analytic standard uncertainty
 STANDARD_ERRORS = 4.0  # and its Monte Carlo noise allowed, in standard errors
 SAMPLE_ELEMENTS = 1 << 22  # numbers per variable in one Monte Carlo batch
-
-
-def uncertainty(name: str) -> str:
-    """The variable (and column) holding ``name``'s standard uncertainty: ``u_m`` for m, as the GUM writes u(m)."""
-    return f"u_{name}"
 
 
 def coverage_probability(k: float) -> float:
@@ -232,19 +228,9 @@ def covariance(given: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, floa
     return sigma, pairs
 
 
-def restricted(
-    matrix: Mapping[str, Mapping[str, Any]], variables: Collection[str], indexed: Collection[str]
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """A covariance matrix without the names that are not variables (or families) of the formula,
-    as a lab's shared matrix has; and those names."""
-    keep = {*variables, *(v.rpartition("_")[0] for v in indexed)}
-    unused = [str(n) for n in matrix if variable_name(str(n)) not in keep]
-    kept = {
-        str(n): {str(c): v for c, v in row.items() if str(c) not in unused} if isinstance(row, Mapping) else row
-        for n, row in matrix.items()
-        if str(n) not in unused
-    }
-    return kept, unused
+def bases(variables: Collection[str], indexed: Collection[str]) -> set[str]:
+    """The names an uncertainty may be given by: the variables, and x for a family x[i] (``indexed``)."""
+    return {*variables, *(v.rpartition("_")[0] for v in indexed)}
 
 
 def check_uncertainties(values: Mapping[str, Any], inputs: Sequence[str], place: Any) -> None:
@@ -272,10 +258,11 @@ class Given:
     numbers: dict[str, float] = dataclasses.field(default_factory=dict)
     columns: dict[str, str] = dataclasses.field(default_factory=dict)
     pairs: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
+    left_out: list[str] = dataclasses.field(default_factory=list)  # a covariance matrix's names not in the formula
 
     @classmethod
-    def of(cls, sigma: Any, correlation: Any, covariance: Any) -> Given:
-        """The API's ``sigma``, ``correlation`` and ``covariance``, checked."""
+    def of(cls, sigma: Any, correlation: Any, covariance: Any, keep: Collection[str]) -> Given:
+        """The API's ``sigma``, ``correlation`` and ``covariance`` (of the names in ``keep``), checked."""
         given = cls()
         if sigma is not None and not isinstance(sigma, Mapping):
             raise UsageError(f"{option('sigma')} must be a mapping of names to numbers or columns, got {sigma!r:.60}")
@@ -299,7 +286,7 @@ class Given:
         if covariance is not None:
             if not isinstance(covariance, Mapping) or not all(isinstance(r, Mapping) for r in covariance.values()):
                 raise UsageError(f"{option('covariance')} must be a mapping of mappings (a matrix by name)")
-            given.cover(covariance)
+            given.cover(covariance, keep)
         return given
 
     def correlate(self, a: str, b: str, value: float) -> None:
@@ -309,9 +296,21 @@ class Given:
             raise UsageError(f"{option('correlation')} {pair[0]},{pair[1]}: this pair's correlation is given twice")
         self.pairs[pair] = value  # type: ignore[index]
 
-    def cover(self, matrix: Mapping[str, Mapping[str, float]]) -> None:
-        """Add the uncertainties and correlations of a covariance ``matrix`` by name."""
-        sigma, pairs = covariance(matrix)
+    def cover(self, matrix: Mapping[str, Mapping[str, float]], keep: Collection[str]) -> None:
+        """Add the uncertainties and correlations of a covariance ``matrix`` by name, of the names in
+        ``keep`` (a lab's shared matrix names more: they are ``left_out``)."""
+        self.left_out = [str(n) for n in matrix if variable_name(str(n)) not in keep]
+        if matrix and len(self.left_out) == len(matrix):
+            raise UsageError(f"{option('covariance')}: none of its names is a variable of the formula")
+        sigma, pairs = covariance(
+            {
+                str(n): {str(c): v for c, v in row.items() if str(c) not in self.left_out}
+                if isinstance(row, Mapping)
+                else row
+                for n, row in matrix.items()
+                if str(n) not in self.left_out
+            }
+        )
         for name in sorted(set(sigma) & {*self.numbers, *self.columns}):
             raise UsageError(f"{name}'s uncertainty is given twice: by {option('sigma')} and by {option('covariance')}")
         for pair, value in pairs.items():
@@ -321,8 +320,7 @@ class Given:
     def inputs(self, variables: Collection[str], indexed: Collection[str], columns: Collection[str]) -> list[str]:
         """The uncertain inputs among ``variables`` (``indexed``: those written x[i]) for data
         with ``columns``: those given, and those with a column ``u_x`` (not itself a variable)."""
-        bases = {*variables, *(v.rpartition("_")[0] for v in indexed)}  # x for the family x[i]
-        found = {n for n in bases if uncertainty(n) in columns and uncertainty(n) not in variables}
+        found = {n for n in bases(variables, indexed) if uncertainty(n) in columns and uncertainty(n) not in variables}
         return sorted({*self.numbers, *self.columns, *found})
 
     def constants(self, inputs: Sequence[str]) -> dict[str, float]:
