@@ -34,7 +34,7 @@ from .rules import FUNCTIONS
 
 MAX_LENGTH = 100_000  # characters in one expression: a script's 5,000-term sum fits
 MAX_NODES = 100_000  # syntax-tree nodes in one expression, and terms that sum() and prod() expand to
-MAX_DEPTH = 64  # nesting of the syntax tree; a chain of + - or * / is one level
+MAX_DEPTH = 128  # nesting of the syntax tree; a chain of + - or * / is one level
 MAX_LITERAL = 40  # characters in one number literal
 MAX_DIGITS = 1000  # decimal digits of an exact constant that folding may produce
 SYMBOLIC_SECONDS = 10.0  # budget for one symbolic step: parsing, differentiation, CSE

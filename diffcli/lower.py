@@ -181,18 +181,25 @@ class Lowering:
 
 
 def compile(
-    exprs: Sequence[sympy.Basic], variables: Sequence[sympy.Symbol]
+    exprs: Sequence[sympy.Basic],
+    variables: Sequence[sympy.Symbol],
+    definitions: Sequence[tuple[sympy.Symbol, sympy.Basic]] | None = None,
 ) -> Callable[[Mapping[str, Tensor], Tensor], list[Tensor]]:
     """A function from columns (``{name: tensor}``) to one column per expression, sharing work.
 
     ``like`` gives the batch's length, dtype and device (a batch can have no variables).
+    ``definitions``: the symbols ``exprs`` are written in, each defined over those before it
+    (a tape's slots, already shared); without them ``sympy.cse`` finds what to share.
 
     >>> x = sympy.Symbol("x", real=True)
     >>> compile([x**2, 2*x], [x])({"x": torch.tensor([3.0])}, torch.empty(1))
     [tensor([9.]), tensor([6.])]
     """
-    exprs = [rules.accurate(e) for e in exprs]
-    replacements, reduced = sympy.cse(list(exprs), symbols=sympy.numbered_symbols(cls=sympy.Dummy), order="none")
+    if definitions is None:
+        exprs = [rules.accurate(e) for e in exprs]
+        replacements, reduced = sympy.cse(list(exprs), symbols=sympy.numbered_symbols(cls=sympy.Dummy), order="none")
+    else:
+        replacements, reduced = definitions, exprs
     lowering = Lowering(variables)
     for name, sub in replacements:
         lowering.memo[name] = lowering(sub)

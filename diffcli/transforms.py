@@ -30,12 +30,14 @@ from .language import (
     symbolic_time_limit,
     variable_name,
 )
+from .tape import Tape, suits
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 OPERATIONS = ("value", "grad", "jacobian", "hessian", "jvp", "vjp", "derivative", "taylor")
 SYMBOLIC_ORDER = 2  # derivatives of higher total order come from Taylor mode: no expression swell
+GRAPH_NODES = 60  # formulas with more distinct subexpressions are differentiated over their graph
 MAX_ORDER = 100  # of a derivative or a Taylor expansion
 MAX_COEFFICIENTS = 5000  # of one Taylor expansion in several variables
 
@@ -70,6 +72,11 @@ class Plan:
     wrt: tuple[str, ...]  # what the derivatives are taken with respect to
     kinks: tuple[tuple[str, sympy.Basic], ...] = ()  # (output, where it is not differentiable)
     indexed: frozenset[str] = frozenset()  # the variables written x[i]: a value of x gives them all
+    tape: Tape | None = None  # the graph the derivatives' slots are defined on (``tape.py``)
+
+    def formula(self, expr: sympy.Basic) -> sympy.Basic:
+        """A quantity's ``expr`` as one SymPy formula (its slots, if any, written out)."""
+        return expr if self.tape is None else self.tape.formula(expr)
 
 
 def variables_of(expr: sympy.Basic) -> set[str]:
@@ -136,9 +143,13 @@ def plan(
     first = (value_of[names[0]],)
 
     with symbolic_time_limit(f"{operation} (symbolic differentiation)"):
-        d = Differentiator()
         taylor_mode = operation == "taylor" or (operation == "derivative" and len(wrt) > SYMBOLIC_ORDER)
-        jacobian = {} if operation == "value" or taylor_mode else _jacobian(names, exprs, wrt, operation, d)
+        d: Differentiator | Tape = Differentiator()
+        if operation != "value" and not taylor_mode and graph_suits(exprs):
+            d = Tape(d)
+        weighted = isinstance(d, Tape) and operation in ("jvp", "vjp")  # forward / reverse mode, not J
+        skip = operation == "value" or taylor_mode or weighted
+        jacobian = {} if skip else _jacobian(names, exprs, wrt, operation, d)
         if operation == "grad":
             quantities += [Quantity(("grad", v), f"grad_{v}", jacobian[names[0], v], first) for v in wrt]
         elif operation == "jacobian":
@@ -163,8 +174,11 @@ def plan(
                     "(components not given are 0)"
                 )
             weights = _components(tangent, wrt, option("tangent"), "variable")
-            for n in names:
-                total = sympy.Add(*(weights[v] * jacobian[n, v] for v in wrt if weights[v]))
+            for n, e in zip(names, exprs):
+                if isinstance(d, Tape):
+                    total = d.tangent(e, {v: w for v, w in weights.items() if w})
+                else:
+                    total = sympy.Add(*(weights[v] * jacobian[n, v] for v in wrt if weights[v]))
                 path, column = (("jvp",), "jvp") if single else (("jvp", n), f"jvp_{n}")
                 quantities.append(Quantity(path, column, total, (value_of[n],)))
         elif operation == "vjp":
@@ -174,10 +188,16 @@ def plan(
                     "(components not given are 0)"
                 )
             weights = _components(cotangent, names, option("cotangent"), "output")
+            seeds = [(e, weights[n]) for n, e in zip(names, exprs) if weights[n]]
+            reverse = d.gradient(seeds, wrt) if isinstance(d, Tape) else {}
             for v in wrt:
-                total = sympy.Add(*(weights[n] * jacobian[n, v] for n in names if weights[n]))
-                weighted = tuple(value_of[n] for n in names if weights[n])
-                quantities.append(Quantity(("vjp", v), f"vjp_{v}", total, weighted))
+                total = (
+                    reverse[v]
+                    if isinstance(d, Tape)
+                    else sympy.Add(*(weights[n] * jacobian[n, v] for n in names if weights[n]))
+                )
+                of = tuple(value_of[n] for n in names if weights[n])
+                quantities.append(Quantity(("vjp", v), f"vjp_{v}", total, of))
         elif operation == "derivative" and taylor_mode:
             variables = tuple(in_order(set(wrt)))
             exponents = tuple(wrt.count(v) for v in variables)
@@ -194,7 +214,8 @@ def plan(
         elif operation == "taylor":
             quantities += _taylor_quantities(exprs[0], wrt, order or 0, first)
 
-    return assemble(operation, quantities, parsed, names, exprs, wrt, aux, prefix, suffix)
+    plan = assemble(operation, quantities, parsed, names, exprs, wrt, aux, prefix, suffix)
+    return replace(plan, tape=d) if isinstance(d, Tape) else plan
 
 
 def assemble(
@@ -251,7 +272,12 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
             expansions[key] = max(expansions.get(key, 0), sum(q.coefficient.exponents))
     indicators = [where for _, where in plan.kinks]  # boolean columns
     with symbolic_time_limit("common subexpression elimination"):
-        run = compile([*(q.expr for q in formulas), *indicators], [symbol(v) for v in plan.variables])
+        exprs = [*(q.expr for q in formulas), *indicators]
+        if plan.tape is None:
+            run = compile(exprs, [symbol(v) for v in plan.variables])
+        else:  # shared by hashing when traced: no CSE to do
+            roots = [plan.tape.trace(rules.accurate(e)) for e in exprs]
+            run = compile(roots, [symbol(v) for v in plan.variables], plan.tape.needed(roots))
     columns = [*(q.column for q in formulas), *(KINK + name for name, _ in plan.kinks)]
 
     def evaluate(values: Mapping[str, Tensor], like: Tensor) -> dict[str, Tensor]:
@@ -268,9 +294,14 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
                 computed[q.column] = (found.coefficient(c.exponents).double() * factor).to(like.dtype)
         results = {q.column: computed[q.column] for q in plan.quantities}
         results.update((c, computed[c]) for c in columns[len(formulas) :])
+        nans: dict[str, Tensor | None] = {}  # each value column's NaN mask, once; None: it has none
         for q in plan.quantities:  # no derivative where the function itself is not a number
             for value in q.of:
-                results[q.column] = results[q.column].where(~results[value].isnan(), math.nan)
+                if value not in nans:
+                    mask = results[value].isnan()
+                    nans[value] = mask if bool(mask.any()) else None
+                if (mask := nans[value]) is not None:
+                    results[q.column] = results[q.column].masked_fill(mask, math.nan)
         return results
 
     return evaluate
@@ -283,9 +314,9 @@ def symbolic(plan: Plan, *, latex: bool = False) -> tuple[dict[str, str], list[s
     for q in plan.quantities:
         try:
             with symbolic_time_limit("simplification", seconds=SYMBOLIC_SECONDS / len(plan.quantities)):
-                expr = sympy.simplify(plain(_formula(q)))
+                expr = sympy.simplify(plain(plan.formula(_formula(q))))
         except ExpressionError:  # a Taylor-mode number stays an unexpanded derivative: expanding swells
-            expr = plain(q.expr) if q.coefficient is None else _formula(q, expanded=False)
+            expr = plain(plan.formula(q.expr)) if q.coefficient is None else _formula(q, expanded=False)
             unsimplified.append(q.column)
         text[q.column] = sympy.latex(expr) if latex else sympy.sstr(expr)
     return text, unsimplified
@@ -359,15 +390,32 @@ def _taylor_quantities(expr: sympy.Expr, wrt: Sequence[str], order: int, of: tup
 
 
 def _jacobian(
-    names: Sequence[str], exprs: Sequence[sympy.Expr], wrt: Sequence[str], operation: str, d: Differentiator
+    names: Sequence[str], exprs: Sequence[sympy.Expr], wrt: Sequence[str], operation: str, d: Differentiator | Tape
 ) -> dict[tuple[str, object], sympy.Expr]:
-    """d output / d variable for each pair; for ``derivative`` one entry keyed by the whole ``wrt``."""
+    """d output / d variable for each pair (over a tape: reverse mode, one pass per output); for
+    ``derivative`` one entry keyed by the whole ``wrt``."""
     if operation == "derivative":
         result = exprs[0]
         for v in wrt:
             result = d(result, v)
         return {(names[0], tuple(wrt)): result}
+    if isinstance(d, Tape):
+        return {(n, v): g for n, e in zip(names, exprs) for v, g in d.gradient([(e, sympy.S.One)], wrt).items()}
     return {(n, v): d(e, v) for n, e in zip(names, exprs) for v in wrt}
+
+
+def graph_suits(exprs: Sequence[sympy.Basic]) -> bool:
+    """Whether to differentiate ``exprs`` over their graph: measured faster above ``GRAPH_NODES``
+    distinct subexpressions (the symbolic path's CSE grows faster than linearly), and sound
+    without branches (``tape.suits``)."""
+    seen: set[sympy.Basic] = set()
+    stack = list(exprs)
+    while stack and len(seen) <= GRAPH_NODES:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(node.args)
+    return len(seen) > GRAPH_NODES and suits(exprs)
 
 
 class Differentiator:
