@@ -27,7 +27,7 @@ it spends before the first row. Two baselines from the same run are taken off, e
 
 diffcli gets the text last, after ``--`` (network:8 starts with a minus sign, which would be read as
 an option). A text over 128 KiB (network:32) cannot be an argument at all on Linux (E2BIG): that
-is reported as the run's failure, like diffcli's own limits (64 levels of nesting, 100,000 characters).
+is reported as the run's failure, like diffcli's own limits (128 levels of nesting, 100,000 characters).
 
     python bench/swell.py --diffcli .venv/bin/diffcli >> bench/RESULTS.md
     python bench/swell.py --curve --diffcli .venv/bin/diffcli >> bench/RESULTS.md
