@@ -2,7 +2,9 @@
 
 Makes the points with ../shared/bench/make_points.py, then runs rounds of
 ``diffcli grad`` / ``reference_grad.py`` and ``diffcli hessian`` / ``reference_hessian.py``
-(and ``naive_grad.py`` once, for perspective), checks that the outputs agree to 1e-12, and
+(and ``naive_grad.py`` once, for perspective), each diffcli command with its compiled formula
+in the cache (warmed on a small file first: a command run again) and without it
+(``DIFFCLI_NO_CACHE=1``: a first run), checks that the outputs agree to 1e-12, and
 prints median wall times, their ratios and each program's peak RSS as Markdown. These machines
 are noisy: only the ratios within one run mean anything.
 
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="the Python for the reference scripts")
     parser.add_argument("--compare", nargs=2, metavar=("OURS", "THEIRS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["DIFFCLI_NO_SERVER"] = "1"  # cold: a warm server of another checkout could answer
     if args.compare:
         return compare(*args.compare)
 
@@ -86,10 +89,16 @@ def main() -> None:
         for rows, path in ((args.rows, big), (args.small, small)):
             subprocess.run([args.python, str(SHARED / "make_points.py"), str(rows), str(path)], check=True)
         diffcli = shlex.split(args.diffcli)
+        cold = ["env", "DIFFCLI_NO_CACHE=1", *diffcli]  # parses, differentiates and compiles, as a first run
+        for command in ("grad", "hessian"):  # the cache made warm, as for a command run again
+            subprocess.run([*diffcli, command, F, "--input", str(small), "--output", str(tmp / "warm.csv")], check=True)
         jobs = {
             "diffcli grad": diffcli + ["grad", F, "--input", str(big), "--output", str(tmp / "grad.csv")],
+            "diffcli grad, no cache": cold + ["grad", F, "--input", str(big), "--output", str(tmp / "grad_cold.csv")],
             "reference_grad.py": [args.python, str(SHARED / "reference_grad.py"), str(big), str(tmp / "ref_grad.csv")],
             "diffcli hessian": diffcli + ["hessian", F, "--input", str(big), "--output", str(tmp / "hessian.csv")],
+            "diffcli hessian, no cache": cold
+            + ["hessian", F, "--input", str(big), "--output", str(tmp / "hessian_cold.csv")],
             "reference_hessian.py": [
                 args.python,
                 str(SHARED / "reference_hessian.py"),
@@ -124,7 +133,12 @@ def main() -> None:
         f"- grad: diffcli / reference = **{median['diffcli grad'] / median['reference_grad.py']:.2f}x**; "
         f"naive / diffcli = **{naive / median['diffcli grad']:.1f}x**"
     )
+    print(
+        f"- grad without the cache (parse, differentiate, compile, import SymPy): "
+        f"{median['diffcli grad, no cache'] / median['reference_grad.py']:.2f}x"
+    )
     print(f"- hessian: diffcli / reference = **{median['diffcli hessian'] / median['reference_hessian.py']:.2f}x**")
+    print(f"- hessian without the cache: {median['diffcli hessian, no cache'] / median['reference_hessian.py']:.2f}x")
     print(
         f"- peak RSS of diffcli grad: {memory['diffcli grad']:.0f} MiB at {args.rows:,} rows, "
         f"{small_rss:.0f} MiB at {args.small:,} rows: **{memory['diffcli grad'] / small_rss:.2f}x**"

@@ -8,6 +8,9 @@ the data's columns then the results', named as the CLI's CSV columns. A Dask Dat
 Dask DataFrame (``diffcli.dask``). Errors are ``diffcli.UsageError``, ``ExpressionError`` and
 ``DataError`` (the CLI's exit codes 2, 3, 4), naming parameters as they are written here.
 Nothing here changes a setting of the process (torch's threads, the allocator, warnings, signals).
+
+SymPy is imported when a formula is parsed, not with this module: a job whose compiled formula
+comes from the cache (``cache.py``) never needs it.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import devices, language, transforms
+from . import devices
 from .errors import DataError, UsageError, option
+from .program import KINK
 
 if TYPE_CHECKING:
     import torch
 
+    from . import language, transforms
     from .data import Table
     from .plots import Plot
+    from .program import Evaluation
     from .recurrences import Scan
     from .uncertainty import Propagation
 
@@ -52,14 +58,25 @@ class Compiled:
     plan: transforms.Plan
 
     @functools.cached_property
+    def evaluation(self) -> Evaluation:
+        """The plan's program (all but its Taylor coefficients): what the cache keeps."""
+        from . import transforms
+
+        return transforms.evaluation(self.plan)
+
+    @functools.cached_property
     def evaluate(self) -> Callable[[Mapping[str, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]:
-        return transforms.evaluator(self.plan)
+        from . import transforms
+
+        return transforms.evaluator(self.plan, self.evaluation)
 
 
 class Formula:
     """A parsed formula. It pickles as its text, so worker processes can receive it."""
 
     def __init__(self, exprs: str | Sequence[str], aux: Mapping[str, str] | Sequence[str] | None = None) -> None:
+        from . import language
+
         self.texts = (exprs,) if isinstance(exprs, str) else tuple(exprs) if _iterable(exprs) else ()
         if not self.texts or not all(isinstance(t, str) for t in self.texts):
             raise UsageError(f"a formula is a string or a list of strings, got {exprs!r:.60}")
@@ -103,6 +120,8 @@ class Formula:
     ) -> Compiled:
         """The plan of ``operation`` (the CLI's command names) with these options, made once;
         ``propagate``'s inputs are ``wrt``."""
+        from . import transforms
+
         names = tuple(_names(wrt))
         tangent, cotangent = _weights(tangent, "tangent"), _weights(cotangent, "cotangent")
         if order is not None and (not isinstance(order, numbers.Integral) or isinstance(order, bool)):
@@ -333,6 +352,8 @@ class Formula:
     def symbolic(self, operation: str = "value", *, latex: bool = False, **options: Any) -> dict[str, str]:
         """Each result's formula as text (``latex``: as LaTeX), simplified where that is quick:
         ``f.symbolic("grad")`` is ``{"value": ..., "grad_x": ...}``."""
+        from . import transforms
+
         texts, _ = transforms.symbolic(self.compiled(operation, **options).plan, latex=latex)
         return texts
 
@@ -358,9 +379,9 @@ class Formula:
             results = compiled.evaluate(values, torch.empty(table.height, dtype=torch_dtype, device=target))
         if kinks:
             none = torch.zeros(table.height, dtype=torch.bool, device=target)
-            found = {o: results.get(transforms.KINK + o, none).bool() for o in compiled.plan.outputs}
+            found = {o: results.get(KINK + o, none).bool() for o in compiled.plan.outputs}
             return table.joined({f"kink_{o}": k for o, k in found.items()})
-        return table.joined({k: v for k, v in results.items() if not k.startswith(transforms.KINK)})
+        return table.joined({k: v for k, v in results.items() if not k.startswith(KINK)})
 
 
 def propagated(propagation: Propagation, data: Data) -> dict[str, torch.Tensor]:
@@ -378,7 +399,7 @@ def propagated(propagation: Propagation, data: Data) -> dict[str, torch.Tensor]:
     propagation.place = lambda row, name: f"data column {table.columns.get(sources.get(name, name), name)!r}, row {row}"
     with torch.no_grad():
         results = propagation.evaluate(values, torch.empty(table.height, dtype=dtype, device=device))
-    return {k: v for k, v in results.items() if not k.startswith(transforms.KINK)}
+    return {k: v for k, v in results.items() if not k.startswith(KINK)}
 
 
 def scan(
@@ -429,6 +450,7 @@ def recurrence_of(
     suffix: str = "",
 ) -> Scan:
     """The compiled recurrence of ``scan`` (the CLI's and ``run``'s too)."""
+    from . import language
     from .recurrences import Scan
 
     texts = [updates] if isinstance(updates, str) else updates
@@ -481,6 +503,8 @@ def _iterable(value: Any) -> bool:
 
 def _weights(weights: Any, name: str) -> dict[str, float] | None:
     """A tangent or cotangent checked: finite numbers by name (``x[2]`` is x_2)."""
+    from . import language
+
     if weights is None:
         return None
     if not isinstance(weights, Mapping):

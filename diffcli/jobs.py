@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from . import api, devices, sinks, sources
+from . import api, cache, devices, sinks, sources
 from .destinations import destination
 from .errors import DataError, DisagreementError, UsageError
 
@@ -176,25 +176,43 @@ def evaluate(
     job = dict(locals())  # the arguments, before anything else is named here
     _check_precision(precision)
     texts = [exprs] if isinstance(exprs, str) else exprs
-    formula = api.formula(texts, aux or [])
-    for text in formula.notes:
+    options = {
+        "wrt": wrt,
+        "tangent": tangent,
+        "cotangent": cotangent,
+        "order": order,
+        "prefix": prefix,
+        "suffix": suffix,
+    }
+    name = cache.key({"command": operation, "exprs": texts, "aux": aux or [], **options})
+    entry = None if symbolic or latex or cluster.engine == "dask" else cache.load(name)
+    if entry is None:
+        formula = api.formula(texts, aux or [])
+        notes, label = formula.notes, _label(formula)
+    else:  # parsed, differentiated and compiled by an earlier run
+        notes, label = entry.notes, entry.label
+    for text in notes:
         note(text)
     if cluster.engine == "dask":
         from . import dask
 
-        dask.evaluate(evaluate, formula.notes, **job)
+        dask.evaluate(evaluate, notes, **job)
         return
     fmt = _format(fmt, output)
     points = _points(at, grid)
-    compiled = formula.compiled(
-        operation,
-        wrt=wrt,
-        tangent=sources.assignments(tangent, "--tangent") if tangent else None,
-        cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
-        order=order,
-        prefix=prefix,
-        suffix=suffix,
-    )
+    if entry is None:
+        compiled: api.Compiled | cache.Compiled = formula.compiled(
+            operation,
+            wrt=wrt,
+            tangent=sources.assignments(tangent, "--tangent") if tangent else None,
+            cotangent=sources.assignments(cotangent, "--cotangent") if cotangent else None,
+            order=order,
+            prefix=prefix,
+            suffix=suffix,
+        )
+        _keep(name, compiled, notes, label)
+    else:
+        compiled = entry.compiled
     plan = compiled.plan
     if (symbolic or latex) and plan.variables and not (at or grid or source.input):
         _formulas_alone(plan, symbolic, latex, gate, fmt, output, note)
@@ -218,7 +236,7 @@ def evaluate(
         sink.close()
     if reader is not None and reader.skipped:
         note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
-    _kink_notes(compute.kinks, sink.rows, formula, note)
+    _kink_notes(compute.kinks, sink.rows, label, note)
     _non_finite_notes(sink, fmt, note)
     gate.verdict(expectations)
 
@@ -426,6 +444,8 @@ def propagate(
     if (plot or plot_output) and (len(grid or []) != 1 or source.input is not None):
         raise UsageError("--plot draws the value and its ±sigma band over one --grid (and no --input)")
     _check_plot_stdout(plot, output, ("--format", fmt != "auto"), ("--symbolic", symbolic), ("--latex", latex))
+    from .language import variable_name
+
     formula = api.formula(exprs, aux or [])
     for text in formula.notes:
         note(text)
@@ -438,7 +458,7 @@ def propagate(
     given = uncertainty.Given()  # the columns --sigma names, and the correlations
     for item in (i for text in sigma or [] for i in sources.split(text)):
         name, value = _pair(item, "--sigma")
-        name = sources.variable_name(name)
+        name = variable_name(name)
         if name in numbers or name in given.columns:
             raise UsageError(f"--sigma {name}: its uncertainty is given twice")
         try:
@@ -486,7 +506,7 @@ def propagate(
                     + (f", nor a column of {reader.name}" if reader else " (nor a column: there is no --input)")
                 )
         torch_dtype, target = _torch(dtype, device, cpu_threads)
-        mapped = [sources.variable_name(_pair(m, "--map")[0]) for m in source.mapping or []]  # --map u_m=dm
+        mapped = [variable_name(_pair(m, "--map")[0]) for m in source.mapping or []]  # --map u_m=dm
         propagation = formula.propagation(
             [*points.names, *header, *mapped], sigma=given.columns, correlation=given.pairs, order=order,
             coverage=coverage, check=check, samples=samples, seed=seed, tolerance=check_tolerance, prefix=prefix,
@@ -532,7 +552,7 @@ def propagate(
         _draw(band(data, points.groups[-1].names[0], values, sigmas, title=", ".join(exprs)), plot, plot_output)
     if reader is not None and reader.skipped:
         note(f"skipped {reader.skipped} bad rows of {reader.rows} in {reader.name}")
-    _kink_notes(compute.kinks, propagation.rows, formula, note)
+    _kink_notes(compute.kinks, propagation.rows, _label(formula), note)
     for text in propagation.notes(propagation.rows, order):
         note(text)
     _non_finite_notes(sink, fmt, note)
@@ -639,7 +659,7 @@ def plot(
         device=target_device,
     )
     rows = len(drawn.kinked)
-    _kink_notes({o: int(k.sum()) for o, k in drawn.kinks.items()}, rows, formula, note)
+    _kink_notes({o: int(k.sum()) for o, k in drawn.kinks.items()}, rows, _label(formula), note)
     if target not in ("plot", *plots.FIGURES):
         import polars as pl
 
@@ -824,9 +844,11 @@ def _sources(
     """The input reader (``reader``, or one opened here; None without input), the input column of
     each variable, and the coordinate columns; usage errors for variables that nothing gives a value.
     A ``reader`` given has read its header."""
-    from .language import variable_name
+    renames: dict[str, str] = {}
+    if source.mapping:
+        from .language import variable_name  # SymPy: not needed for a formula from the cache otherwise
 
-    renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping or [])}
+        renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping)}
     stray = sorted(set(renames) - set(plan.variables) - {m.rpartition("_")[0] for m in plan.indexed})
     if stray:
         raise UsageError(f"--map {stray[0]}=…: {stray[0]} is not a variable of the expression")
@@ -880,14 +902,32 @@ def _torch(dtype: str, device: str, cpu_threads: int | None) -> tuple[Any, Any]:
     return torch_dtype, target
 
 
-def _kink_notes(kinks: Mapping[str, int], rows: int, formula: api.Formula, note: Note) -> None:
-    """Where each output is not differentiable, counted."""
+def _label(formula: api.Formula) -> str | None:
+    """How notes name the output of a lone formula without a name: its text (else by its name)."""
+    return None if len(formula.texts) > 1 or formula.parsed[0].name else repr(formula.texts[0])
+
+
+def _keep(name: str, compiled: api.Compiled, notes: tuple[str, ...], label: str | None) -> None:
+    """Keep a command's compiled plan in the cache, unless Taylor mode computes part of it."""
+    plan = compiled.plan
+    if all(q.coefficient is None for q in plan.quantities):
+        outline = cache.Outline(
+            tuple(cache.Column(q.path, q.column) for q in plan.quantities),
+            plan.variables,
+            plan.outputs,
+            plan.wrt,
+            plan.indexed,
+        )
+        cache.store(name, cache.Entry(cache.Compiled(outline, compiled.evaluation), notes, label))
+
+
+def _kink_notes(kinks: Mapping[str, int], rows: int, label: str | None, note: Note) -> None:
+    """Where each output is not differentiable, counted (``label``: see ``_label``)."""
     for name, count in kinks.items():
         if count:
-            label = name if len(formula.texts) > 1 or formula.parsed[0].name else repr(formula.texts[0])
             note(
-                f"{label} is not differentiable at {count} of {rows} points (a kink, tie, jump or branch "
-                "boundary); the derivatives there follow the conventions in the README"
+                f"{label or name} is not differentiable at {count} of {rows} points (a kink, tie, jump or "
+                "branch boundary); the derivatives there follow the conventions in the README"
             )
 
 
@@ -945,11 +985,11 @@ def _reader(stack: contextlib.ExitStack, path: str, source: Input) -> Any:
 
 
 def _formulas(plan: Any, symbolic: bool, latex: bool, note: Note) -> dict[str, dict[str, str]]:
-    from . import transforms
-
     formulas = {}
     for kind, wanted in (("symbolic", symbolic), ("latex", latex)):
         if wanted:
+            from . import transforms
+
             formulas[kind], slow = transforms.symbolic(plan, latex=kind == "latex")
             if slow:
                 note(f"not simplified (too slow): {', '.join(slow)}")

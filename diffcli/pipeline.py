@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
-from . import transforms
+from .program import KINK
 
 if TYPE_CHECKING:
     import torch
@@ -48,8 +48,8 @@ class Evaluator:
         values = tensors(frame, self.plan.variables, self.columns, self.dtype, self.device)
         with torch.inference_mode():
             results = self.evaluate(values, torch.empty(count, dtype=self.dtype, device=self.device))
-        for key in [k for k in results if k.startswith(transforms.KINK)]:
-            self.kinks[key.removeprefix(transforms.KINK)] += int(results.pop(key).sum())
+        for key in [k for k in results if k.startswith(KINK)]:
+            self.kinks[key.removeprefix(KINK)] += int(results.pop(key).sum())
         numbers = pl.DataFrame({c: r.cpu().numpy() for c, r in results.items()})
         return frame.hstack(numbers) if frame.width else numbers
 

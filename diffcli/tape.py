@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import sympy
 
-from . import functions
+from . import functions, rules
 
 
 class Slot(sympy.Dummy):
@@ -81,7 +81,9 @@ class Tape:
             self.definitions[slot] = definition
             self.position[slot] = len(self.position)
             self.inputs[slot] = inputs  # type: ignore[assignment]
-            self.names[slot] = frozenset().union(*(self._names(s) for s in inputs))
+            condition = isinstance(definition, sympy.logic.boolalg.Boolean) and not isinstance(definition, sympy.Expr)
+            # a condition (a partial's tie in max, a kink's place) has no derivative: it depends on nothing
+            self.names[slot] = frozenset() if condition else frozenset().union(*(self._names(s) for s in inputs))
             self.slots[definition] = self.traced[definition] = slot
         return slot
 
@@ -125,10 +127,16 @@ class Tape:
         return {v: self.record(sympy.Add(*adjoints.get(v, []))) for v in wrt}
 
     def partial(self, slot: Slot, argument: sympy.Symbol) -> sympy.Basic:
-        """d slot / d argument, one of its inputs, as a traced expression (made once)."""
+        """d slot / d argument, one of its inputs, as a traced expression (made once). Where the
+        accurate forms of ``rules.py`` apply to it with its inputs' definitions written in (the
+        log(1 + a) of d (1 + a)**b / db is log1p(a)), they are taken."""
         key = (slot, argument)
         if key not in self.partials:
-            self.partials[key] = self.trace(self.partial_of(self.definitions[slot], argument.name))
+            partial = self.partial_of(self.definitions[slot], argument.name)
+            inputs = {a: self.definitions[a] for a in partial.free_symbols if isinstance(a, Slot)}
+            written = partial.xreplace(inputs)
+            accurate = rules.accurate(written) if _rewritable(written) else written
+            self.partials[key] = self.trace(accurate if accurate != written else partial)
         return self.partials[key]
 
     def needed(self, roots: Iterable[sympy.Basic]) -> list[tuple[Slot, sympy.Basic]]:
@@ -186,6 +194,14 @@ def _parts(node: sympy.Basic) -> tuple[sympy.Basic, ...]:
     if isinstance(node, sympy.Piecewise):
         return tuple(part for pair in node.args for part in pair.args)
     return node.args
+
+
+def _rewritable(expr: sympy.Basic) -> bool:
+    """Whether ``rules.accurate`` may change ``expr``: it has a log, an exp or a square root."""
+    return any(
+        isinstance(e, (sympy.log, sympy.exp)) or (e.is_Pow and e.exp in (sympy.S.Half, -sympy.S.Half))
+        for e in sympy.preorder_traversal(expr)
+    )
 
 
 def suits(exprs: Sequence[sympy.Basic]) -> bool:

@@ -12,6 +12,7 @@ import torch
 
 from . import functions, rules, series
 from .lower import CONSTANTS, STRUCTURE
+from .program import kernel
 from .series import Basis, Series
 
 Tensor = torch.Tensor
@@ -76,7 +77,7 @@ def expand(
                 return series.power(base, exponent.value)
             return series.exp(exponent * series.log(base)).with_value(torch.pow(base.value, exponent.value))
         if type(e) in STRUCTURE:  # comparisons and logic: on the values at the point
-            return STRUCTURE[type(e)](*(a.value if isinstance(a, Series) else a for a in args))
+            return kernel(STRUCTURE[type(e)])(*(a.value if isinstance(a, Series) else a for a in args))
         row = rules.rule(e)
         if row is None or row.taylor is None:
             raise TypeError(f"no Taylor rule for {type(e).__name__}")

@@ -30,6 +30,7 @@ from .language import (
     symbolic_time_limit,
     variable_name,
 )
+from .program import KINK, Evaluation, masked
 from .tape import Tape, suits
 
 if TYPE_CHECKING:
@@ -255,33 +256,44 @@ def assemble(
     )
 
 
-KINK = "kink:"  # the result key of each output's kink indicator (1 at a kink, else 0)
-
-
-def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, Tensor]]:
-    """A function from variable columns (and a tensor ``like`` the batch) to one column per
-    quantity, plus ``KINK + output``: 1 where that output is not differentiable."""
-    from .lower import compile  # torch: imported only when there is something to evaluate
-    from .taylor import expand
+def evaluation(plan: Plan) -> Evaluation:
+    """The program of the plan's numbers other than Taylor coefficients, plus ``KINK + output``
+    (1 where that output is not differentiable): what ``cache.py`` stores of a plan."""
+    from .lower import program  # torch: imported only when there is something to evaluate
 
     formulas = [q for q in plan.quantities if q.coefficient is None]
+    exprs = [*(q.expr for q in formulas), *(where for _, where in plan.kinks)]  # kinks: boolean columns
+    with symbolic_time_limit("common subexpression elimination"):
+        if plan.tape is None:
+            made = program(exprs, [symbol(v) for v in plan.variables])
+        else:  # shared by hashing when traced: no CSE to do
+            roots = [plan.tape.trace(rules.accurate(e)) for e in exprs]
+            made = program(roots, [symbol(v) for v in plan.variables], plan.tape.needed(roots))
+    columns = (*(q.column for q in formulas), *(KINK + name for name, _ in plan.kinks))
+    return Evaluation(made, columns, tuple((q.column, q.of) for q in plan.quantities if q.of))
+
+
+def evaluator(
+    plan: Plan, made: Evaluation | None = None
+) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, Tensor]]:
+    """A function from variable columns (and a tensor ``like`` the batch) to one column per
+    quantity, plus ``KINK + output``: 1 where that output is not differentiable (``made``: the
+    plan's ``evaluation``, if already made)."""
+    made = made or evaluation(plan)
+    if all(q.coefficient is None for q in plan.quantities):
+        return made.function()
+    from .taylor import expand
+
     expansions: dict[tuple[sympy.Expr, tuple[str, ...], tuple[int, ...] | None], int] = {}  # one series each
     for q in plan.quantities:
         if q.coefficient is not None:
             key = (q.expr, q.coefficient.wrt, q.coefficient.box)
             expansions[key] = max(expansions.get(key, 0), sum(q.coefficient.exponents))
-    indicators = [where for _, where in plan.kinks]  # boolean columns
-    with symbolic_time_limit("common subexpression elimination"):
-        exprs = [*(q.expr for q in formulas), *indicators]
-        if plan.tape is None:
-            run = compile(exprs, [symbol(v) for v in plan.variables])
-        else:  # shared by hashing when traced: no CSE to do
-            roots = [plan.tape.trace(rules.accurate(e)) for e in exprs]
-            run = compile(roots, [symbol(v) for v in plan.variables], plan.tape.needed(roots))
-    columns = [*(q.column for q in formulas), *(KINK + name for name, _ in plan.kinks)]
+    run = made.program.function()
+    kinks = [c for c in made.columns if c.startswith(KINK)]
 
     def evaluate(values: Mapping[str, Tensor], like: Tensor) -> dict[str, Tensor]:
-        computed = dict(zip(columns, run(values, like)))
+        computed = dict(zip(made.columns, run(values, like)))
         wide = {v: t.double() for v, t in values.items()}  # float64 inside: float32's range ends at 35!
         series = {
             key: expand(key[0], key[1], order, wide, like.double(), box=key[2], step=_step(order, key[2]))
@@ -293,16 +305,8 @@ def evaluator(plan: Plan) -> Callable[[Mapping[str, Tensor], Tensor], dict[str, 
                 factor = c.scale / found.basis.step ** sum(c.exponents)  # in float64: no float32 overflow
                 computed[q.column] = (found.coefficient(c.exponents).double() * factor).to(like.dtype)
         results = {q.column: computed[q.column] for q in plan.quantities}
-        results.update((c, computed[c]) for c in columns[len(formulas) :])
-        nans: dict[str, Tensor | None] = {}  # each value column's NaN mask, once; None: it has none
-        for q in plan.quantities:  # no derivative where the function itself is not a number
-            for value in q.of:
-                if value not in nans:
-                    mask = results[value].isnan()
-                    nans[value] = mask if bool(mask.any()) else None
-                if (mask := nans[value]) is not None:
-                    results[q.column] = results[q.column].masked_fill(mask, math.nan)
-        return results
+        results.update((c, computed[c]) for c in kinks)
+        return masked(results, made.masks)
 
     return evaluate
 
@@ -315,10 +319,16 @@ def symbolic(plan: Plan, *, latex: bool = False) -> tuple[dict[str, str], list[s
         try:
             with symbolic_time_limit("simplification", seconds=SYMBOLIC_SECONDS / len(plan.quantities)):
                 expr = sympy.simplify(plain(plan.formula(_formula(q))))
-        except ExpressionError:  # a Taylor-mode number stays an unexpanded derivative: expanding swells
-            expr = plain(plan.formula(q.expr)) if q.coefficient is None else _formula(q, expanded=False)
+        except (ExpressionError, RecursionError):  # written out unsimplified (a Taylor-mode number stays
+            expr = None  # an unexpanded derivative: expanding swells)
             unsimplified.append(q.column)
-        text[q.column] = sympy.latex(expr) if latex else sympy.sstr(expr)
+        try:
+            with symbolic_time_limit(f"writing out the formula of {q.column}"):
+                if expr is None:
+                    expr = plain(plan.formula(q.expr)) if q.coefficient is None else _formula(q, expanded=False)
+                text[q.column] = sympy.latex(expr) if latex else sympy.sstr(expr)
+        except RecursionError:  # SymPy's printers recurse: a formula nested thousands deep
+            raise ExpressionError(f"the formula of {q.column} is nested too deep to write out") from None
     return text, unsimplified
 
 

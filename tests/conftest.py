@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+# Every command of the suite, in this process or a child, keeps its compiled formulas in a cache
+# of its own (so repeated commands are served from it, as a user's are), not in the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="diffcli-tests-")
 
 
 def run_cli(
