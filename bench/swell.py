@@ -20,14 +20,17 @@ column's largest magnitude; 1e-10 or less agrees). Tools alternate within each o
 rounds and the median wall is shown; a run that fails or passes ``--timeout`` is shown as its
 last line of stderr or "> T s" and is not run again. Prints Markdown.
 
-``--curve`` times only diffcli on a 1-row file, beside the length of each formula's text: what
-it spends before the first row. Two baselines from the same run are taken off, each in a column:
-``python -c "import torch, sympy, polars"`` on diffcli's own Python (from its #! line), and
-``diffcli grad x`` on a 1-row file.
+diffcli runs twice per round: a first run (``DIFFCLI_NO_CACHE=1``: it parses, differentiates and
+compiles) and the same command again, its compiled formula read from the cache.
+
+``--curve`` measures only diffcli's work before the first row, inside one process per formula
+after the imports (parsing, the plan of derivatives, compiling it to torch calls), beside the
+length of each formula's text and its number of torch calls.
 
 diffcli gets the text last, after ``--`` (network:8 starts with a minus sign, which would be read as
 an option). A text over 128 KiB (network:32) cannot be an argument at all on Linux (E2BIG): that
-is reported as the run's failure, like diffcli's own limits (128 levels of nesting, 100,000 characters).
+is reported as the run's failure, like diffcli's own limits (128 levels of nesting, 100,000
+characters; in ``--curve`` the text is no argument, so only the limits apply).
 
     python bench/swell.py --diffcli .venv/bin/diffcli >> bench/RESULTS.md
     python bench/swell.py --curve --diffcli .venv/bin/diffcli >> bench/RESULTS.md
@@ -372,6 +375,10 @@ def agree_cell(found: dict | None) -> str:
     return f"{mark}, {found['worst']:.1e}"
 
 
+def both(first: dict | None, second: dict | None) -> dict | None:
+    return first if second is None else worse(first, second)
+
+
 def worse(old: dict | None, new: dict) -> dict:
     if old is None or "error" in new:
         return new
@@ -382,7 +389,10 @@ def worse(old: dict | None, new: dict) -> dict:
 
 def main_table(args: argparse.Namespace, diffcli: list[str], cases: list[Case], folder: Path) -> None:
     make_inputs(args.python, [(args.rows, case.columns, folder / f"{case.name}.csv") for case in cases])
-    tools = ["diffcli", "jax", "torch"]
+    tools = ["diffcli", "cached", "jax", "torch"]
+    for case in cases:  # the cache made warm: "cached" is the same command run again
+        warm = folder / f"{case.name}.warm.csv"
+        subprocess.run(case.command(diffcli, folder / f"{case.name}.csv", warm), env=ENV, capture_output=True)
     measures = {(case.name, tool): Measure() for case in cases for tool in tools}
     agreed: dict[tuple[str, str], dict | None] = {(case.name, tool): None for case in cases for tool in tools}
     for round_ in range(args.rounds):
@@ -397,14 +407,16 @@ def main_table(args: argparse.Namespace, diffcli: list[str], cases: list[Case], 
                 "input": str(source),
                 "weights": network_weights(case.size) if case.family == "network" else None,
             }
-            for tool in tools[round_ % 3 :] + tools[: round_ % 3]:
+            for tool in tools[round_ % 4 :] + tools[: round_ % 4]:
                 measure = measures[case.name, tool]
                 if measure.message:
                     continue
                 outputs[tool].unlink(missing_ok=True)
                 side = folder / f"{case.name}.{tool}.json"
                 side.unlink(missing_ok=True)
-                if tool == "diffcli":
+                if tool == "diffcli":  # a first run: parse, differentiate, compile
+                    command = ["env", "DIFFCLI_NO_CACHE=1", *case.command(diffcli, source, outputs[tool])]
+                elif tool == "cached":
                     command = case.command(diffcli, source, outputs[tool])
                 else:
                     script = JAX if tool == "jax" else TORCH
@@ -415,7 +427,7 @@ def main_table(args: argparse.Namespace, diffcli: list[str], cases: list[Case], 
                         json.dumps({**spec, "output": str(outputs[tool]), "side": str(side)}),
                     ]
                 measure.add(run(command, args.timeout), side)
-            ran = [tool for tool in ("diffcli", "torch") if not measures[case.name, tool].message]
+            ran = [tool for tool in ("diffcli", "cached", "torch") if not measures[case.name, tool].message]
             if ran:
                 found = agreement(args.python, outputs["jax"], *(outputs[tool] for tool in ran))
                 for tool, result in zip(ran, found):
@@ -427,25 +439,31 @@ def main_table(args: argparse.Namespace, diffcli: list[str], cases: list[Case], 
     print(f"(JAX {versions.get('jax', '?')}, torch {versions.get('torch', '?')}).")
     print(f"Command: `python bench/swell.py --rows {args.rows} --rounds {args.rounds} --cases {args.cases}`.\n")
     print(
-        "| case | text (chars) | diffcli (s) | JAX total (compile; 2nd call) (s) | torch.func (s) | diffcli / JAX "
-        "| peak RSS diffcli / JAX / torch.func (MiB) | diffcli = JAX | torch.func = JAX |"
+        "| case | text (chars) | diffcli (s) | diffcli, cached (s) | JAX total (compile; 2nd call) (s) "
+        "| torch.func (s) | diffcli / JAX | cached / JAX | peak RSS diffcli / JAX / torch.func (MiB) "
+        "| diffcli = JAX | torch.func = JAX |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|---|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     for case in cases:
-        ours, jax, torch = (measures[case.name, tool] for tool in tools)
+        ours, cached, jax, torch = (measures[case.name, tool] for tool in tools)
         jax_cell = jax.cell()
         if jax.median is not None and jax.extra:
             compile_ = statistics.median(e["first"] - e["second"] for e in jax.extra)
             second = statistics.median(e["second"] for e in jax.extra)
             jax_cell += f" ({compile_:.2f}; {second:.2g})"
-        ratio = f"{ours.median / jax.median:.2f}x" if ours.median and jax.median else "—"
+        ratio, again = (f"{m.median / jax.median:.2f}x" if m.median and jax.median else "—" for m in (ours, cached))
         memory = " / ".join(f"{m.rss:.0f}" if m.rss else "—" for m in (ours, jax, torch))
         print(
-            f"| {case.label} | {len(case.text):,} | {ours.cell()} | {jax_cell} | {torch.cell()} | {ratio} "
-            f"| {memory} | {agree_cell(agreed[case.name, 'diffcli'])} | {agree_cell(agreed[case.name, 'torch'])} |"
+            f"| {case.label} | {len(case.text):,} | {ours.cell()} | {cached.cell()} | {jax_cell} | {torch.cell()} "
+            f"| {ratio} | {again} | {memory} "
+            f"| {agree_cell(both(agreed[case.name, 'diffcli'], agreed[case.name, 'cached']))} "
+            f"| {agree_cell(agreed[case.name, 'torch'])} |"
         )
     print(
-        "\nEach program is one process from start to exit, imports and CSV input and output included. JAX's total "
+        "\nEach program is one process from start to exit, imports and CSV input and output included. diffcli: a "
+        "first run (DIFFCLI_NO_CACHE=1: it parses, differentiates and compiles); cached: the command run again, "
+        "its compiled formula read from the cache (Taylor-mode derivatives, order 3 and up, are not cached). "
+        "JAX's total "
         "includes a second call on the batch, timed to separate the compile (first call less second). "
         f"'=' is the largest difference from JAX's column relative to the column's largest magnitude "
         f"(at most {TOLERANCE:g} agrees).\n"
@@ -462,45 +480,70 @@ def interpreter(diffcli: list[str], fallback: str) -> str:
     return first[2:].strip().split()[0] if first.startswith("#!") and "python" in first else fallback
 
 
+CURVE = """
+import json, sys, time
+import torch, sympy, polars  # imported first: not the formula's cost
+from diffcli import api
+text, command, options = json.loads(sys.argv[1])
+start = time.perf_counter()
+formula = api.formula(text)
+parsed = time.perf_counter()
+compiled = formula.compiled(command, **options)
+planned = time.perf_counter()
+compiled.evaluate
+done = time.perf_counter()
+taylor = any(q.coefficient is not None for q in compiled.plan.quantities)
+print(json.dumps({"parse": parsed - start, "plan": planned - parsed, "compile": done - planned,
+                  "calls": len(compiled.evaluation.program.calls),
+                  "path": "Taylor" if taylor else "graph" if compiled.plan.tape is not None else "symbolic"}))
+"""
+
+
 def curve_table(args: argparse.Namespace, diffcli: list[str], cases: list[Case], folder: Path) -> None:
-    files = [(1, case.columns, folder / f"{case.name}.csv") for case in cases]
-    make_inputs(args.python, [*files, (1, ["x"], folder / "x.csv")])
+    """diffcli's work before the first row, in one process per case after the imports: parsing,
+    the derivatives' plan, compiling it (a Taylor-mode derivative's series come per batch)."""
     python = interpreter(diffcli, args.python)
-    baselines = {
-        "imports": [python, "-c", "import torch, sympy, polars"],
-        "x": [*diffcli, "grad", "--input", str(folder / "x.csv"), "--output", str(folder / "x.out.csv"), "--", "x"],
-    }
-    base = {name: Measure() for name in baselines}
-    measures = {case.name: Measure() for case in cases}
+    found: dict[str, list[dict]] = {case.name: [] for case in cases}
+    failed: dict[str, str] = {}
     for _ in range(args.rounds):
-        for name, command in baselines.items():
-            (folder / "x.out.csv").unlink(missing_ok=True)
-            base[name].add(run(command, args.timeout))
         for case in cases:
-            if not measures[case.name].message:
-                source, output = folder / f"{case.name}.csv", folder / f"{case.name}.out.csv"
-                output.unlink(missing_ok=True)
-                measures[case.name].add(run(case.command(diffcli, source, output), args.timeout))
-    for name, measure in base.items():
-        if measure.median is None:
-            raise SystemExit(f"{shlex.join(baselines[name])} failed: {measure.message}")
-    imports, x = base["imports"].median, base["x"].median
-    print(f"# Expression swell: diffcli's time before the first row, median of {args.rounds} rounds\n")
+            if case.name in failed:
+                continue
+            options = {"wrt": "x", "order": case.order} if case.order else {}
+            command = "derivative" if case.order else "grad"
+            done = subprocess.run(
+                [python, "-c", CURVE, json.dumps([case.text, command, options])],
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+                env=ENV,
+            )
+            if done.returncode:
+                failed[case.name] = (done.stderr.strip().splitlines() or ["failed"])[-1][:100]
+            else:
+                found[case.name].append(json.loads(done.stdout))
+    print(f"# Expression swell: diffcli's work before the first row, median of {args.rounds} rounds\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {_cpu()}, Python {platform.python_version()}.")
     print(f"Command: `python bench/swell.py --curve --rounds {args.rounds} --cases {args.cases}`.\n")
     print(
-        f'A 1-row input. In the same run `python -c "import torch, sympy, polars"` on diffcli\'s Python took '
-        f"**{imports:.2f} s** and `diffcli grad x` on a 1-row file **{x:.2f} s**; each is taken off in a "
-        "column of its own (diffcli need not import all three, so the first difference can be negative; the "
-        "second is what the formula adds to the smallest one).\n"
+        "Measured inside one process per case, after `import torch, sympy, polars`: `diffcli.formula(text)` "
+        "(parse), `.compiled(command)` (the plan: derivatives), `.evaluate` (lowering to torch calls). "
+        "Calls: the torch calls of the compiled program (a Taylor-mode derivative's series arithmetic runs per "
+        "batch, linear in the formula's nodes).\n"
     )
-    print("| case | text (chars) | diffcli, 1 row (s) | less the imports (s) | less `grad x` (s) | peak RSS (MiB) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| case | text (chars) | path | parse (s) | plan (s) | compile (s) | total (s) | torch calls |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for case in cases:
-        measure = measures[case.name]
-        less = [f"{measure.median - b:.2f}" if measure.median is not None else "—" for b in (imports, x)]
-        memory = f"{measure.rss:.0f}" if measure.rss else "—"
-        print(f"| {case.label} | {len(case.text):,} | {measure.cell()} | {less[0]} | {less[1]} | {memory} |")
+        if case.name in failed:
+            print(f"| {case.label} | {len(case.text):,} | fails: {failed[case.name]} | | | | | |")
+            continue
+        runs = found[case.name]
+        median = {k: statistics.median(r[k] for r in runs) for k in ("parse", "plan", "compile")}
+        total = statistics.median(r["parse"] + r["plan"] + r["compile"] for r in runs)
+        print(
+            f"| {case.label} | {len(case.text):,} | {runs[0]['path']} | {median['parse']:.3f} | {median['plan']:.3f} "
+            f"| {median['compile']:.3f} | {total:.3f} | {runs[0]['calls']:,} |"
+        )
     print()
 
 
@@ -510,7 +553,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is killed")
     parser.add_argument("--cases", help="main, quick, or a list such as chain:50,network:8,nested:10:4")
-    parser.add_argument("--curve", action="store_true", help="only diffcli on 1 row, less its imports")
+    parser.add_argument("--curve", action="store_true", help="only diffcli's work before the first row")
     parser.add_argument("--diffcli", default="diffcli", help="the diffcli command to measure")
     parser.add_argument("--python", default=sys.executable, help="a Python with jax, torch and polars")
     parser.add_argument("--compare", nargs="+", metavar="CSV", help=argparse.SUPPRESS)
