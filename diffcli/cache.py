@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 from .program import KINK, Evaluation
 
 FORMAT = 1
-MAX_BYTES = 256 << 20  # a larger file is not one this version wrote
+MAX_BYTES = 64 << 20  # a larger file is not one this version wrote
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,19 @@ class Entry:
 
 def key(fields: Mapping[str, Any]) -> str:
     """The entry's name: a hash of ``fields`` (the formula, command and options), the format,
-    diffcli's version and the size and time of each of its source files (an edited checkout)."""
+    diffcli's version and the size and time of each of its source files (an edited checkout), and
+    the Python and SymPy that compiled it (another environment sharing the folder, an upgrade)."""
+    from importlib.util import find_spec
+
     from . import __version__
 
     package = Path(__file__).parent
     sources = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in package.glob("*.py"))
-    text = json.dumps([FORMAT, __version__, sources, fields], sort_keys=True, default=list)
-    return hashlib.sha256(text.encode()).hexdigest()
+    spec = find_spec("sympy")  # found, not imported: its release file changes with each version
+    release = Path(spec.origin).with_name("release.py") if spec and spec.origin else None
+    sympy = [str(release), release.stat().st_mtime_ns] if release and release.exists() else None
+    made = [FORMAT, __version__, sources, sys.version, sys.prefix, sympy]
+    return hashlib.sha256(json.dumps([*made, fields], sort_keys=True, default=list).encode()).hexdigest()
 
 
 def folder() -> Path | None:
@@ -97,13 +104,18 @@ def load(name: str) -> Entry | None:
     path = folder()
     if path is None:
         return None
-    try:
-        with open(path / f"{name}.json", "rb") as file:
-            if os.fstat(file.fileno()).st_size > MAX_BYTES:
+    try:  # not through a link, not a FIFO (it would block), not more than MAX_BYTES
+        descriptor = os.open(path / f"{name}.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 return None
-            data = json.load(file)
-        return _entry(data, name)
-    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+            text = file.read(MAX_BYTES + 1)
+        if len(text) > MAX_BYTES:
+            return None
+        entry = _entry(json.loads(text), name)
+        _try(entry.compiled.evaluation)
+        return entry
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, RuntimeError):
         return None
 
 
@@ -136,20 +148,35 @@ def store(name: str, entry: Entry) -> None:
         os.unlink(file.name)
 
 
+def _try(evaluation: Evaluation) -> None:
+    """Run a program read back on one point: an entry that could not run (a kernel given the
+    wrong arguments) raises here, as a miss, rather than in the command."""
+    import torch
+
+    like = torch.ones(1, dtype=torch.float64)
+    with torch.inference_mode():
+        evaluation.function()({n: like for n in evaluation.program.names}, like)
+
+
 def _entry(data: Any, name: str) -> Entry:
     if data["format"] != FORMAT or data["key"] != name:
         raise ValueError("another version's entry")
     outline, evaluation = data["outline"], Evaluation.from_data(data["evaluation"])
     quantities = tuple(Column(tuple(_strings(path)), _string(column)) for path, column in outline["quantities"])
-    if {q.column for q in quantities} != {c for c in evaluation.columns if not c.startswith(KINK)}:
+    outputs = tuple(_strings(outline["outputs"]))
+    columns = [q.column for q in quantities]
+    kinks = [c for c in evaluation.columns if c.startswith(KINK)]
+    if not quantities or not all(q.path for q in quantities) or len(set(columns)) != len(columns):
+        raise ValueError("a quantity is malformed")
+    if set(columns) != set(evaluation.columns) - set(kinks) or not {k[len(KINK) :] for k in kinks} <= set(outputs):
         raise ValueError("the outline does not match the program")
     variables = tuple(_strings(outline["variables"]))
-    if tuple(evaluation.program.names) != variables:
+    if tuple(evaluation.program.names) != variables or len(set(variables)) != len(variables):
         raise ValueError("the program reads other variables")
     plan = Outline(
         quantities,
         variables,
-        tuple(_strings(outline["outputs"])),
+        outputs,
         tuple(_strings(outline["wrt"])),
         frozenset(_strings(outline["indexed"])),
     )

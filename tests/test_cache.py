@@ -106,6 +106,11 @@ def test_different_options_are_different_entries(home):
         lambda d: d["outline"]["quantities"].pop(),
         lambda d: d["outline"].update(variables=["x", "z"]),
         lambda d: d.pop("notes"),
+        lambda d: d["evaluation"]["program"]["calls"].__setitem__(0, ["torch.sin", [0, 1]]),  # runs: no
+        lambda d: d["evaluation"]["program"]["calls"].__setitem__(0, ["add", []]),
+        lambda d: d["evaluation"]["program"].update(names=["x", "x"]),
+        lambda d: d["outline"]["quantities"][0].__setitem__(0, []),
+        lambda d: d["outline"].update(quantities=[]),
     ],
 )
 def test_an_entry_not_as_written_is_a_miss_and_is_written_again(home, damage):
@@ -124,10 +129,24 @@ def test_a_broken_or_foreign_file_is_a_miss(home):
     args = ("grad", "x*y", "--at", "x=1,y=2", "--format", "csv")
     first = invoke(*args)
     (entry,) = entries(home)
-    for text in ("", "{", "[1, 2]", "null", '{"format": 1}', "\x00" * 10):
+    for text in ("", "{", "[1, 2]", "null", '{"format": 1}', "\x00" * 10, "[" * 100_000 + "]" * 100_000):
         entry.write_text(text)
         assert cache.load(entry.stem) is None
         assert invoke(*args).stdout == first.stdout
+
+
+def test_an_entry_that_is_a_link_or_a_fifo_is_a_miss_at_once(home, tmp_path):
+    args = ("grad", "x*y", "--at", "x=1,y=2", "--format", "csv")
+    first = invoke(*args)
+    (entry,) = entries(home)
+    good = tmp_path / "elsewhere.json"
+    entry.rename(good)
+    entry.symlink_to(good)  # the very entry, but through a link
+    assert cache.load(entry.stem) is None
+    entry.unlink()
+    os.mkfifo(entry)  # would block a reader
+    assert cache.load(entry.stem) is None
+    assert invoke(*args).stdout == first.stdout
 
 
 def test_a_folder_others_may_use_is_not_used(home):
