@@ -492,7 +492,7 @@ compiled = formula.compiled(command, **options)
 planned = time.perf_counter()
 compiled.evaluate
 done = time.perf_counter()
-taylor = any(q.coefficient is not None for q in compiled.plan.quantities)
+taylor = compiled.plan.taylor_mode
 print(json.dumps({"parse": parsed - start, "plan": planned - parsed, "compile": done - planned,
                   "calls": len(compiled.evaluation.program.calls),
                   "path": "Taylor" if taylor else "graph" if compiled.plan.tape is not None else "symbolic"}))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import devices
 from .errors import DataError, UsageError, option
+from .names import variable_name
 from .program import KINK
 
 if TYPE_CHECKING:
@@ -503,8 +504,6 @@ def _iterable(value: Any) -> bool:
 
 def _weights(weights: Any, name: str) -> dict[str, float] | None:
     """A tangent or cotangent checked: finite numbers by name (``x[2]`` is x_2)."""
-    from . import language
-
     if weights is None:
         return None
     if not isinstance(weights, Mapping):
@@ -513,7 +512,7 @@ def _weights(weights: Any, name: str) -> dict[str, float] | None:
     for key, value in weights.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise UsageError(f"{option(name)} {key!r}: must be a finite number, got {value!r:.60}")
-        checked[language.variable_name(str(key))] = float(value)
+        checked[variable_name(str(key))] = float(value)
     return checked
 
 

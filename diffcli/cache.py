@@ -113,7 +113,7 @@ def load(name: str) -> Entry | None:
         if len(text) > MAX_BYTES:
             return None
         entry = _entry(json.loads(text), name)
-        _try(entry.compiled.evaluation)
+        _try(entry.compiled)
         return entry
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, RuntimeError):
         return None
@@ -148,14 +148,14 @@ def store(name: str, entry: Entry) -> None:
         os.unlink(file.name)
 
 
-def _try(evaluation: Evaluation) -> None:
-    """Run a program read back on one point: an entry that could not run (a kernel given the
-    wrong arguments) raises here, as a miss, rather than in the command."""
+def _try(compiled: Compiled) -> None:
+    """Run a program read back on one point (its function is then the command's): an entry that
+    could not run (a kernel given the wrong arguments) raises here, as a miss, not in the command."""
     import torch
 
     like = torch.ones(1, dtype=torch.float64)
     with torch.inference_mode():
-        evaluation.function()({n: like for n in evaluation.program.names}, like)
+        compiled.evaluate({n: like for n in compiled.plan.variables}, like)
 
 
 def _entry(data: Any, name: str) -> Entry:

@@ -27,7 +27,8 @@ import polars as pl
 import torch
 
 from . import lower, pipeline, transforms
-from .language import Parsed, in_order, symbol, symbolic_time_limit
+from .language import Parsed, symbol, symbolic_time_limit
+from .names import in_order
 from .recurrences import Scan, digits
 
 LEVELS = 52  # step sizes h, h/2, …, h/2^51 tried by finite differences

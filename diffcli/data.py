@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import DataError, UsageError
-from .language import variable_name
+from .names import variable_name
 
 if TYPE_CHECKING:
     import torch

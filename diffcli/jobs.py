@@ -24,6 +24,7 @@ from typing import Any
 from . import api, cache, devices, sinks, sources
 from .destinations import destination
 from .errors import DataError, DisagreementError, UsageError
+from .names import variable_name
 
 Note = Callable[[str], None]
 
@@ -444,8 +445,6 @@ def propagate(
     if (plot or plot_output) and (len(grid or []) != 1 or source.input is not None):
         raise UsageError("--plot draws the value and its ±sigma band over one --grid (and no --input)")
     _check_plot_stdout(plot, output, ("--format", fmt != "auto"), ("--symbolic", symbolic), ("--latex", latex))
-    from .language import variable_name
-
     formula = api.formula(exprs, aux or [])
     for text in formula.notes:
         note(text)
@@ -844,11 +843,7 @@ def _sources(
     """The input reader (``reader``, or one opened here; None without input), the input column of
     each variable, and the coordinate columns; usage errors for variables that nothing gives a value.
     A ``reader`` given has read its header."""
-    renames: dict[str, str] = {}
-    if source.mapping:
-        from .language import variable_name  # SymPy: not needed for a formula from the cache otherwise
-
-        renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping)}
+    renames = {variable_name(v): c for v, c in (_pair(m, "--map") for m in source.mapping or [])}
     stray = sorted(set(renames) - set(plan.variables) - {m.rpartition("_")[0] for m in plan.indexed})
     if stray:
         raise UsageError(f"--map {stray[0]}=…: {stray[0]} is not a variable of the expression")
@@ -910,7 +905,7 @@ def _label(formula: api.Formula) -> str | None:
 def _keep(name: str, compiled: api.Compiled, notes: tuple[str, ...], label: str | None) -> None:
     """Keep a command's compiled plan in the cache, unless Taylor mode computes part of it."""
     plan = compiled.plan
-    if all(q.coefficient is None for q in plan.quantities):
+    if not plan.taylor_mode:
         outline = cache.Outline(
             tuple(cache.Column(q.path, q.column) for q in plan.quantities),
             plan.variables,

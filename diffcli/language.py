@@ -22,7 +22,7 @@ import threading
 import time
 import tokenize
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
@@ -146,21 +146,6 @@ def parse_number(text: str) -> float:
     if math.isinf(value) and not parsed.expr.has(sympy.oo, sympy.S.NegativeInfinity):
         raise ExpressionError(f"{text!r} overflows a double (largest 1.8e308); write inf for infinity")
     return value
-
-
-def variable_name(text: str) -> str:
-    """The variable a name in an option or column means: ``x[3]`` is x_3 (see ``x[i]``)."""
-    return re.sub(r"^(\w+)\[(\d+)\]$", lambda m: f"{m[1]}_{int(m[2])}", text.strip())  # x[01] is x[1]
-
-
-def in_order(names: Iterable[str]) -> list[str]:
-    """``names`` sorted with their numbers as numbers: x_2 before x_10, as people count."""
-    return sorted(names, key=lambda n: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", n)])
-
-
-def family(base: str, names: Iterable[str]) -> list[str]:
-    """The members ``base_1``, ``base_2``, … of an indexed family (from ``base[i]``) among ``names``."""
-    return in_order(n for n in names if re.fullmatch(rf"{re.escape(base)}_\d+", n))
 
 
 def check_name(name: str, what: str, *, source: str | None = None, position: int | None = None) -> None:

@@ -445,7 +445,7 @@ def _grids(grid: Mapping[str, Any]) -> list[Any]:
     """``grid`` as ``sources`` groups: ``(start, stop, count)`` a range, ends included, as ``--grid``;
     a list or array, the values themselves."""
     from . import sources
-    from .language import variable_name
+    from .names import variable_name
 
     if not isinstance(grid, Mapping) or not 1 <= len(grid) <= 2:
         raise UsageError(

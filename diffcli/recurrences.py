@@ -30,7 +30,8 @@ import torch
 
 from . import lower, pipeline, rules
 from .errors import ExpressionError, UsageError, example, option, spelling
-from .language import Parsed, in_order, option_name, symbol
+from .language import Parsed, option_name, symbol
+from .names import in_order
 from .transforms import Differentiator, set_order, variables_of
 
 Column = tuple[tuple[str, ...], str]  # (JSON path, column)

@@ -25,6 +25,7 @@ import torch
 
 from . import api, devices, language, pipeline, sinks, sources, transforms, uncertainty
 from .errors import DataError, DiffcliError, ExitCode, UsageError, spelled
+from .names import variable_name
 
 FIELDS = ("op", "expr", "wrt", "aux", "tangent", "cotangent", "order", "dtype")  # what a compiled formula depends on
 CHECK_FIELDS = ("op", "expr", "wrt", "order", "rtol", "atol", "allow_kinks", "dtype")
@@ -289,7 +290,7 @@ class Session:
         if not isinstance(at, (dict, list)):
             raise UsageError('"at" must be an object of name: number, or a list of them')
         assignments = [
-            {language.variable_name(n): v for n, v in (_numbers(point, "at") or {}).items()}
+            {variable_name(n): v for n, v in (_numbers(point, "at") or {}).items()}
             for point in ([at] if isinstance(at, dict) else at)
         ]
         for name in {n for a in assignments for n in a}:

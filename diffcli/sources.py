@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from .errors import DiffcliError, UsageError
+from .names import variable_name
 
 MAX_POINTS = 2**53  # grid indexes stay exact as doubles; far beyond what finishes
 UNCERTAINTY = "u_"  # x's standard uncertainty is the variable (and column) u_x, as the GUM writes u(x)
@@ -117,7 +118,7 @@ def points(at: Sequence[Mapping[str, float]], grids: Sequence[Group] = ()) -> Po
 def assignments(text: str, option: str, *, uncertain: bool = False) -> dict[str, float]:
     """``x=1,y=pi/2`` -> {x: 1.0, y: 1.5707963267948966}; commas inside parentheses are kept.
     ``uncertain``: a value may be ``2±0.1`` (or ``2+-0.1``), giving x and its uncertainty ``u_x``."""
-    from .language import option_name, variable_name  # SymPy: only where a value is written out
+    from .language import option_name  # SymPy: only where a value is written out
 
     values: dict[str, float] = {}
     for item in split(text):
@@ -161,7 +162,7 @@ def _plus_minus(text: str) -> tuple[str, str, str]:
 
 def grid(text: str) -> Grid:
     """``x=0:10:100``: 100 values from 0 to 10, ends included."""
-    from .language import option_name, variable_name  # SymPy: only where a value is written out
+    from .language import option_name  # SymPy: only where a value is written out
 
     name, equals, spec = text.partition("=")
     name = variable_name(name)

@@ -48,8 +48,7 @@ class Tape:
         self.position: dict[Slot, int] = {}
         self.inputs: dict[Slot, tuple[sympy.Symbol, ...]] = {}  # the slots and variables it reads
         self.names: dict[Slot, frozenset[str]] = {}  # the variables it depends on
-        self.slots: dict[sympy.Basic, Slot] = {}  # definition -> slot
-        self.traced: dict[sympy.Basic, sympy.Basic] = {}  # expression -> slot (or itself, if atomic)
+        self.traced: dict[sympy.Basic, sympy.Basic] = {}  # expression or definition -> slot (an atom: itself)
         self.partials: dict[tuple[Slot, sympy.Symbol], sympy.Basic] = {}
         self.tangents: dict[tuple[tuple[str, sympy.Basic], ...], dict[Slot, sympy.Basic]] = {}
 
@@ -72,9 +71,9 @@ class Tape:
 
     def record(self, definition: sympy.Basic) -> sympy.Basic:
         """The slot defined by ``definition`` (whose arguments are traced), made once."""
-        if not definition.args or isinstance(definition, Slot):
+        if not definition.args:
             return definition
-        slot = self.slots.get(definition)
+        slot = self.traced.get(definition)
         if slot is None:
             slot = Slot(f"%{len(self.definitions)}")
             inputs = tuple(s for s in definition.free_symbols if not isinstance(s, functions.Folded))
@@ -84,7 +83,7 @@ class Tape:
             condition = isinstance(definition, sympy.logic.boolalg.Boolean) and not isinstance(definition, sympy.Expr)
             # a condition (a partial's tie in max, a kink's place) has no derivative: it depends on nothing
             self.names[slot] = frozenset() if condition else frozenset().union(*(self._names(s) for s in inputs))
-            self.slots[definition] = self.traced[definition] = slot
+            self.traced[definition] = slot
         return slot
 
     def __call__(self, expr: sympy.Basic, variable: str) -> sympy.Basic:

@@ -20,16 +20,8 @@ import sympy
 
 from . import functions, rules
 from .errors import ExpressionError, UsageError, example, option
-from .language import (
-    SYMBOLIC_SECONDS,
-    Parsed,
-    family,
-    in_order,
-    option_name,
-    symbol,
-    symbolic_time_limit,
-    variable_name,
-)
+from .language import SYMBOLIC_SECONDS, Parsed, option_name, symbol, symbolic_time_limit
+from .names import family, in_order, variable_name
 from .program import KINK, Evaluation, masked
 from .tape import Tape, suits
 
@@ -78,6 +70,11 @@ class Plan:
     def formula(self, expr: sympy.Basic) -> sympy.Basic:
         """A quantity's ``expr`` as one SymPy formula (its slots, if any, written out)."""
         return expr if self.tape is None else self.tape.formula(expr)
+
+    @property
+    def taylor_mode(self) -> bool:
+        """Whether Taylor mode computes some of its quantities (per batch, from their formulas)."""
+        return any(q.coefficient is not None for q in self.quantities)
 
 
 def variables_of(expr: sympy.Basic) -> set[str]:
@@ -176,7 +173,7 @@ def plan(
                 )
             weights = _components(tangent, wrt, option("tangent"), "variable")
             for n, e in zip(names, exprs):
-                if isinstance(d, Tape):
+                if isinstance(d, Tape):  # forward mode
                     total = d.tangent(e, {v: w for v, w in weights.items() if w})
                 else:
                     total = sympy.Add(*(weights[v] * jacobian[n, v] for v in wrt if weights[v]))
@@ -189,16 +186,12 @@ def plan(
                     "(components not given are 0)"
                 )
             weights = _components(cotangent, names, option("cotangent"), "output")
-            seeds = [(e, weights[n]) for n, e in zip(names, exprs) if weights[n]]
-            reverse = d.gradient(seeds, wrt) if isinstance(d, Tape) else {}
-            for v in wrt:
-                total = (
-                    reverse[v]
-                    if isinstance(d, Tape)
-                    else sympy.Add(*(weights[n] * jacobian[n, v] for n in names if weights[n]))
-                )
-                of = tuple(value_of[n] for n in names if weights[n])
-                quantities.append(Quantity(("vjp", v), f"vjp_{v}", total, of))
+            if isinstance(d, Tape):  # reverse mode, seeded with the weights
+                totals = d.gradient([(e, weights[n]) for n, e in zip(names, exprs) if weights[n]], wrt)
+            else:
+                totals = {v: sympy.Add(*(weights[n] * jacobian[n, v] for n in names if weights[n])) for v in wrt}
+            of = tuple(value_of[n] for n in names if weights[n])
+            quantities += [Quantity(("vjp", v), f"vjp_{v}", totals[v], of) for v in wrt]
         elif operation == "derivative" and taylor_mode:
             variables = tuple(in_order(set(wrt)))
             exponents = tuple(wrt.count(v) for v in variables)
@@ -280,7 +273,7 @@ def evaluator(
     quantity, plus ``KINK + output``: 1 where that output is not differentiable (``made``: the
     plan's ``evaluation``, if already made)."""
     made = made or evaluation(plan)
-    if all(q.coefficient is None for q in plan.quantities):
+    if not plan.taylor_mode:
         return made.function()
     from .taylor import expand
 

@@ -26,7 +26,8 @@ import sympy
 
 from . import rules, transforms
 from .errors import DataError, UsageError, example, option
-from .language import Parsed, in_order, option_name, symbol, symbolic_time_limit, variable_name
+from .language import Parsed, option_name, symbol, symbolic_time_limit
+from .names import in_order, variable_name
 from .sources import uncertainty
 
 if TYPE_CHECKING:
